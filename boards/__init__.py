@@ -1,0 +1,1 @@
+"""Board support: one module per supported board."""

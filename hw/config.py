@@ -1,0 +1,328 @@
+"""The one configuration object of an intformer accelerator.
+
+Every generator parameter lives in :class:`Config`, grouped by concern. Derived
+figures are properties. Validation happens once, in ``__post_init__``, and
+names the field, the rule and the value. Presets are ``dataclasses.replace``
+of :data:`BASE` and are listed in :data:`PRESETS`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field, fields
+
+__all__ = ["Config", "BASE", "PRESETS", "GROUPS", "preset", "field_group"]
+
+
+GROUPS = ("array", "bus", "memory", "vector", "units", "queues")
+
+
+def _f(group: str, default, doc: str):
+    return field(default=default, metadata={"group": group, "doc": doc})
+
+
+def _is_pow2(n: int) -> bool:
+    return n > 0 and n & (n - 1) == 0
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every parameter of a generated accelerator.
+
+    Fields are grouped by concern (see :data:`GROUPS`); ``field_group(name)``
+    tells which group a field belongs to and ``Config.doc(name)`` describes it.
+
+    Raises
+    ------
+    TypeError
+        If a field has the wrong type (for example a string where an integer
+        belongs, or an integer where a boolean belongs).
+    ValueError
+        If a field is out of range, or fields that are individually valid
+        cannot work together (for example a scratchpad too small to
+        double-buffer one tile).
+    """
+
+    # array
+    array_rows: int = _f("array", 8, "Systolic array rows (the K slice of one weight tile)")
+    array_cols: int = _f("array", 8, "Systolic array columns (the N slice of one weight tile)")
+    operand_width: int = _f("array", 8, "Width of the signed matrix operands, in bits")
+    acc_width: int = _f("array", 32, "Width of the signed accumulators and bias, in bits")
+    dsp_packing: bool = _f("array", False,
+                           "Pack two 8x8 products into one DSP where the family allows it")
+    requant_mult_width: int = _f("array", 16,
+                                 "Width of the unsigned requantization multiplier, in bits")
+    # bus
+    axi_data_width: int = _f("bus", 64, "AXI4 master data width, in bits")
+    axi_addr_width: int = _f("bus", 32, "AXI4 master address width, in bits")
+    axi_id_width: int = _f("bus", 4, "AXI4 master ID width, in bits")
+    axi_max_burst: int = _f("bus", 16, "Longest INCR burst the DMA issues, in beats")
+    axi_max_outstanding: int = _f("bus", 4, "Transactions the DMA keeps in flight per direction")
+    csr_addr_width: int = _f("bus", 12, "AXI4-Lite register slave address width, in bits")
+    # memory
+    spad_bytes: int = _f("memory", 64 * 1024, "INT8 scratchpad size, in bytes")
+    spad_banks: int = _f("memory", 2, "Scratchpad banks, a power of 2 of at least 2")
+    acc_bytes: int = _f("memory", 32 * 1024, "INT32 accumulator memory size, in bytes")
+    acc_banks: int = _f("memory", 2, "Accumulator banks, a power of 2 of at least 2")
+    # vector
+    vector_lanes: int = _f("vector", 8, "Elements the vector units process per cycle")
+    vector_max_row: int = _f("vector", 256,
+                             "Longest row Softmax and LayerNorm accept, in elements")
+    # units
+    has_softmax: bool = _f("units", True, "Include the integer Softmax unit")
+    has_gelu: bool = _f("units", True, "Include the integer GELU unit")
+    has_layernorm: bool = _f("units", True, "Include the integer LayerNorm unit")
+    has_residual: bool = _f("units", True, "Include the residual-add unit")
+    # queues
+    cmd_queue_depth: int = _f("queues", 8, "Depth of each of the load, compute and store queues")
+    dep_queue_depth: int = _f("queues", 4, "Depth of each dependency-token queue")
+
+    def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type in ("bool", bool):
+                if not isinstance(value, bool):
+                    raise TypeError(f"{f.name} must be a boolean, not {value!r}")
+            elif isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{f.name} must be an integer, not {value!r}")
+
+        def need(cond, message):
+            if not cond:
+                raise ValueError(message)
+
+        def in_range(name, lo, hi):
+            value = getattr(self, name)
+            need(lo <= value <= hi,
+                 f"{name} must be between {lo} and {hi}, not {value}")
+
+        def pow2(name, lo, hi):
+            value = getattr(self, name)
+            need(_is_pow2(value) and lo <= value <= hi,
+                 f"{name} must be a power of 2 between {lo} and {hi}, not {value}")
+
+        in_range("array_rows", 1, 64)
+        in_range("array_cols", 1, 64)
+        in_range("operand_width", 2, 16)
+        min_acc = 2 * self.operand_width + math.ceil(math.log2(self.array_rows)) + 1
+        need(min_acc <= self.acc_width <= 48,
+             f"acc_width must be between {min_acc} (2 * operand_width + log2(array_rows) + 1) "
+             f"and 48, not {self.acc_width}")
+        need(not self.dsp_packing or self.operand_width <= 8,
+             f"dsp_packing needs operand_width of at most 8, not {self.operand_width}")
+        in_range("requant_mult_width", 8, 32)
+
+        need(self.axi_data_width in (32, 64, 128, 256, 512),
+             f"axi_data_width {self.axi_data_width} is not one of 32, 64, 128, 256, 512")
+        in_range("axi_addr_width", 16, 64)
+        in_range("axi_id_width", 1, 16)
+        pow2("axi_max_burst", 1, 256)
+        need(self.axi_max_burst * self.axi_bytes <= 4096,
+             f"axi_max_burst of {self.axi_max_burst} beats of {self.axi_bytes} bytes "
+             f"exceeds the 4096-byte AXI burst limit")
+        in_range("axi_max_outstanding", 1, 2 ** self.axi_id_width)
+        in_range("csr_addr_width", 8, 16)
+
+        pow2("spad_banks", 2, 16)
+        pow2("acc_banks", 2, 16)
+        need(self.spad_bytes > 0 and self.spad_bytes % self.spad_bank_bytes_unit == 0,
+             f"spad_bytes must be a positive multiple of {self.spad_bank_bytes_unit} "
+             f"(spad_banks x scratchpad row of {self.spad_row_bytes} bytes), "
+             f"not {self.spad_bytes}")
+        need(self.acc_bytes > 0 and self.acc_bytes % self.acc_bank_bytes_unit == 0,
+             f"acc_bytes must be a positive multiple of {self.acc_bank_bytes_unit} "
+             f"(acc_banks x accumulator row of {self.acc_row_bytes} bytes), not {self.acc_bytes}")
+        need(self.spad_bytes >= self.min_spad_bytes,
+             f"Scratchpad of {self.spad_bytes} bytes cannot double-buffer one "
+             f"{self.array_rows}x{self.array_cols} tile and its inputs "
+             f"({self.min_spad_bytes} bytes)")
+        need(self.acc_bytes >= self.min_acc_bytes,
+             f"Accumulator of {self.acc_bytes} bytes cannot double-buffer one "
+             f"{self.array_rows}x{self.array_cols} output tile ({self.min_acc_bytes} bytes)")
+
+        in_range("vector_lanes", 1, 64)
+        need(self.vector_max_row >= self.vector_lanes and
+             self.vector_max_row % self.vector_lanes == 0 and self.vector_max_row <= 4096,
+             f"vector_max_row must be a multiple of vector_lanes ({self.vector_lanes}) "
+             f"between {self.vector_lanes} and 4096, not {self.vector_max_row}")
+
+        in_range("cmd_queue_depth", 2, 256)
+        in_range("dep_queue_depth", 1, 256)
+
+    # Derived figures -----------------------------------------------------------------------
+
+    @property
+    def pes(self) -> int:
+        """Processing elements in the array."""
+        return self.array_rows * self.array_cols
+
+    @property
+    def macs_per_cycle(self) -> int:
+        """Peak multiply-accumulates per cycle."""
+        return self.pes
+
+    @property
+    def axi_bytes(self) -> int:
+        """Bytes per AXI4 data beat."""
+        return self.axi_data_width // 8
+
+    @property
+    def axi_strb_width(self) -> int:
+        return self.axi_data_width // 8
+
+    @property
+    def spad_row_bytes(self) -> int:
+        """Width of one scratchpad row: the wider of an input row and a weight row."""
+        return max(self.array_rows, self.array_cols) * self.operand_width // 8 or 1
+
+    @property
+    def spad_bank_bytes_unit(self) -> int:
+        return self.spad_banks * self.spad_row_bytes
+
+    @property
+    def spad_rows(self) -> int:
+        """Rows in the whole scratchpad."""
+        return self.spad_bytes // self.spad_row_bytes
+
+    @property
+    def spad_bank_rows(self) -> int:
+        return self.spad_rows // self.spad_banks
+
+    @property
+    def acc_row_bytes(self) -> int:
+        """Width of one accumulator row: ``array_cols`` accumulators, each in whole bytes."""
+        return self.array_cols * ((self.acc_width + 7) // 8)
+
+    @property
+    def acc_bank_bytes_unit(self) -> int:
+        return self.acc_banks * self.acc_row_bytes
+
+    @property
+    def acc_rows(self) -> int:
+        """Rows in the whole accumulator memory."""
+        return self.acc_bytes // self.acc_row_bytes
+
+    @property
+    def acc_bank_rows(self) -> int:
+        return self.acc_rows // self.acc_banks
+
+    @property
+    def weight_tile_bytes(self) -> int:
+        """Bytes of one ``array_rows x array_cols`` weight tile."""
+        return self.array_rows * self.array_cols * self.operand_width // 8
+
+    @property
+    def min_spad_bytes(self) -> int:
+        """Smallest scratchpad that double-buffers a weight tile and a square input tile."""
+        return 2 * (self.weight_tile_bytes + self.array_rows * self.spad_row_bytes)
+
+    @property
+    def min_acc_bytes(self) -> int:
+        """Smallest accumulator that double-buffers one square output tile."""
+        return 2 * self.array_rows * self.acc_row_bytes
+
+    @property
+    def units(self) -> tuple[str, ...]:
+        """Names of the vector units present."""
+        return tuple(name for name in ("softmax", "gelu", "layernorm", "residual")
+                     if getattr(self, f"has_{name}"))
+
+    # Serialisation ---------------------------------------------------------------------------
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def doc(cls, name: str) -> str:
+        return {f.name: f.metadata["doc"] for f in fields(cls)}[name]
+
+    def to_dict(self) -> dict:
+        """Every field, in declaration order."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def derived(self) -> dict:
+        """Every derived figure, by name."""
+        return {name: getattr(self, name) for name in _DERIVED}
+
+    def replace(self, **changes) -> Config:
+        unknown = sorted(set(changes) - set(self.field_names()))
+        if unknown:
+            raise ValueError(f"Unknown configuration field {unknown[0]!r}")
+        return dataclasses.replace(self, **changes)
+
+    def with_settings(self, settings: dict[str, str]) -> Config:
+        """Apply ``key=value`` strings from the command line, parsed by field type."""
+        changes = {}
+        for key, text in settings.items():
+            if key not in self.field_names():
+                raise ValueError(f"Unknown configuration field {key!r}")
+            changes[key] = _parse_value(key, text, getattr(self, key))
+        return self.replace(**changes)
+
+
+_DERIVED = ("pes", "macs_per_cycle", "axi_bytes", "spad_row_bytes", "spad_rows",
+            "spad_bank_rows", "acc_row_bytes", "acc_rows", "acc_bank_rows",
+            "weight_tile_bytes", "min_spad_bytes", "min_acc_bytes")
+
+
+def _parse_value(key: str, text: str, current):
+    text = text.strip()
+    if isinstance(current, bool):
+        lowered = text.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise TypeError(f"{key} must be a boolean (true/false), not {text!r}")
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise TypeError(f"{key} must be an integer, not {text!r}") from None
+
+
+def field_group(name: str) -> str:
+    """The group (one of :data:`GROUPS`) that field ``name`` belongs to."""
+    for f in fields(Config):
+        if f.name == name:
+            return f.metadata["group"]
+    raise ValueError(f"Unknown configuration field {name!r}")
+
+
+BASE = Config()
+
+PRESETS: dict[str, tuple[Config, str]] = {
+    "default": (BASE, "8x8 array, 64-bit bus; the demo and most tests use it"),
+    "tiny": (
+        dataclasses.replace(
+            BASE, array_rows=2, array_cols=2, axi_data_width=32, axi_max_burst=8,
+            axi_max_outstanding=2, spad_bytes=4096, acc_bytes=2048, vector_lanes=2,
+            vector_max_row=64, cmd_queue_depth=4, dep_queue_depth=2),
+        "2x2 array, 32-bit bus; the smallest useful design, for quick tests"),
+    "icebreaker": (
+        dataclasses.replace(
+            BASE, array_rows=4, array_cols=4, dsp_packing=True, axi_data_width=32,
+            axi_max_burst=8, axi_max_outstanding=2, spad_bytes=8192, acc_bytes=4096,
+            vector_lanes=4, vector_max_row=64, cmd_queue_depth=4, dep_queue_depth=2),
+        "iCE40UP5K (iCEBreaker): 4x4 array on 8 SB_MAC16 in dual 8x8 mode"),
+    "ulx3s": (
+        dataclasses.replace(
+            BASE, array_rows=16, array_cols=8, spad_bytes=128 * 1024, acc_bytes=64 * 1024,
+            vector_lanes=8, vector_max_row=512),
+        "ECP5-85F (ULX3S): 16x8 array on 128 of 156 MULT18X18D"),
+    "arty_a7": (
+        dataclasses.replace(
+            BASE, array_rows=16, array_cols=12, axi_data_width=128, axi_max_burst=16,
+            axi_max_outstanding=8, spad_bytes=192 * 1024, acc_bytes=96 * 1024,
+            vector_lanes=12, vector_max_row=768),
+        "Artix-7 100T (Arty A7): 16x12 array on 192 of 240 DSP48E1, 128-bit bus"),
+}
+
+
+def preset(name: str) -> Config:
+    """The configuration of preset ``name``."""
+    try:
+        return PRESETS[name][0]
+    except KeyError:
+        raise ValueError(f"Unknown preset {name!r}; the presets are "
+                         f"{', '.join(PRESETS)}") from None

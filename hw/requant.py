@@ -1,0 +1,142 @@
+"""Pipelined dyadic requantizer, INT32 lanes -> INT8 lanes."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["RequantLayout", "Requantizer"]
+
+
+class RequantLayout(data.StructLayout):
+    """Payload of a requantizer input beat: ``lanes`` accumulators with their constants.
+
+    Fields
+    ------
+    acc : ArrayLayout(signed(acc_width), lanes)
+    mult : ArrayLayout(unsigned(mult_width), lanes)
+        Per-lane multiplier (per-output-channel scaling; repeat one value for
+        per-tensor scaling).
+    shift : ArrayLayout(unsigned(6), lanes)
+        Per-lane right shift, 0 to 63.
+    """
+
+    def __init__(self, lanes: int, *, acc_width: int = 32, mult_width: int = 16):
+        super().__init__({
+            "acc": data.ArrayLayout(signed(acc_width), lanes),
+            "mult": data.ArrayLayout(unsigned(mult_width), lanes),
+            "shift": data.ArrayLayout(unsigned(6), lanes),
+        })
+
+
+class Requantizer(wiring.Component):
+    """Requantize ``lanes`` accumulators per cycle exactly as
+    :func:`intformer.sw.golden.requantize` specifies.
+
+    ``y = saturate(round_half_away(acc * mult / 2**shift))``, computed in three
+    register stages: multiply; add the rounding constant and shift; saturate.
+    One beat per cycle in steady state. The pipeline stalls as a whole when
+    the output is not ready, so ``i.ready`` follows ``o.ready`` whenever the
+    pipeline is full.
+
+    Parameters
+    ----------
+    lanes : int
+        Elements per beat.
+    acc_width : int
+        Width of the signed input accumulators.
+    mult_width : int
+        Width of the unsigned multipliers.
+    out_width : int
+        Width of the signed outputs (saturated).
+
+    Members
+    -------
+    i : In(stream.Signature(RequantLayout))
+        Accumulators with their per-lane constants.
+    o : Out(stream.Signature(ArrayLayout(signed(out_width), lanes)))
+        Requantized values.
+
+    Raises
+    ------
+    TypeError
+        If a parameter is not an integer.
+    ValueError
+        If a parameter is out of range.
+    """
+
+    def __init__(self, lanes: int, *, acc_width: int = 32, mult_width: int = 16,
+                 out_width: int = 8):
+        for name, value, lo, hi in (("lanes", lanes, 1, 256), ("acc_width", acc_width, 2, 64),
+                                    ("mult_width", mult_width, 1, 32),
+                                    ("out_width", out_width, 2, 32)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"Requantizer {name} must be an integer, not {value!r}")
+            if not lo <= value <= hi:
+                raise ValueError(f"Requantizer {name} must be between {lo} and {hi}, "
+                                 f"not {value}")
+        self._lanes = lanes
+        self._acc_width = acc_width
+        self._mult_width = mult_width
+        self._out_width = out_width
+        super().__init__({
+            "i": In(stream.Signature(RequantLayout(lanes, acc_width=acc_width,
+                                                   mult_width=mult_width))),
+            "o": Out(stream.Signature(data.ArrayLayout(signed(out_width), lanes))),
+        })
+
+    @property
+    def lanes(self) -> int:
+        return self._lanes
+
+    @property
+    def latency(self) -> int:
+        """Cycles from an accepted input beat to its output beat, without stalls."""
+        return 3
+
+    @property
+    def product_width(self) -> int:
+        return self._acc_width + self._mult_width + 1
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        lanes, pw, ow = self._lanes, self.product_width, self._out_width
+
+        valid = Signal(self.latency)
+        advance = Signal()
+        m.d.comb += [
+            advance.eq(~self.o.valid | self.o.ready),
+            self.i.ready.eq(advance),
+            self.o.valid.eq(valid[-1]),
+        ]
+        with m.If(advance):
+            m.d.sync += valid.eq(Cat(self.i.valid, valid[:-1]))
+
+        lo, hi = -(1 << (ow - 1)), (1 << (ow - 1)) - 1
+        for lane in range(lanes):
+            product = Signal(signed(pw), name=f"product{lane}")
+            shift = Signal(6, name=f"shift{lane}")
+            rounding = Signal(signed(pw + 1), name=f"rounding{lane}")
+            rounded = Signal(signed(pw + 1), name=f"rounded{lane}")
+            # 2**(s-1) for a non-negative product, 2**(s-1) - 1 for a negative
+            # one: ties round away from zero, as the golden model specifies.
+            with m.If(shift != 0):
+                m.d.comb += rounding.eq((Const(1, pw) << (shift - 1)[:6])[:pw] - product[-1])
+            with m.If(advance):
+                m.d.sync += [
+                    product.eq(self.i.payload.acc[lane] *
+                               self.i.payload.mult[lane].as_unsigned()),
+                    shift.eq(self.i.payload.shift[lane]),
+                    rounded.eq((product + rounding) >> shift),
+                ]
+                # |product| < 2**(pw-1): a shift of pw or more rounds every value to 0.
+                with m.If(shift >= pw):
+                    m.d.sync += rounded.eq(0)
+                with m.If(rounded > hi):
+                    m.d.sync += self.o.payload[lane].eq(hi)
+                with m.Elif(rounded < lo):
+                    m.d.sync += self.o.payload[lane].eq(lo)
+                with m.Else():
+                    m.d.sync += self.o.payload[lane].eq(rounded[:ow])
+        return m
