@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from tb.common.harness import SIMULATORS
+from intformer.gen.sim.harness import SIMULATORS
 
 
 def pytest_addoption(parser):

@@ -5,9 +5,7 @@ import cocotb
 import numpy as np
 import pytest
 
-from intformer.sw.golden import MAX_SHIFT, MULT_WIDTH, requantize
-from tb.common.payload import load_ports
-from tb.common.sim import (
+from intformer.gen.sim.drivers import (
     PAUSE_PATTERNS,
     StreamSink,
     StreamSource,
@@ -16,6 +14,8 @@ from tb.common.sim import (
     rng,
     start_clock,
 )
+from intformer.gen.sim.payload import load_ports
+from intformer.sw.golden import MAX_SHIFT, MULT_WIDTH, requantize
 
 
 class TB:
@@ -97,8 +97,8 @@ async def run_requant(dut):
 
 @pytest.mark.parametrize("lanes", [1, 3, 8])
 def test_requant(sim, lanes):
+    from intformer.gen.sim import harness
     from intformer.hw.requant import Requantizer
-    from tb.common import harness
 
     dut = Requantizer(lanes)
     path = harness.build_dir(f"requant_l{lanes}_{sim}")

@@ -32,8 +32,11 @@ from amaranth.lib import data, wiring
 __all__ = ["REPO", "BUILD_ROOT", "SIMULATORS", "emit", "run", "build_dir",
            "describe_shape", "verilator_version", "python_for", "VERILATOR_WAIVERS"]
 
+#: The checkout this package runs from (its ``tb/`` is importable in simulations
+#: when it exists); build folders go under ``build/`` there, or under the
+#: current folder for an installed copy.
 REPO = Path(__file__).resolve().parents[2]
-BUILD_ROOT = REPO / "build" / "tb"
+BUILD_ROOT = (REPO if (REPO / "tb").is_dir() else Path.cwd()) / "build" / "tb"
 SIMULATORS = ("icarus", "verilator")
 #: Oldest Verilator that cocotb 2.x builds against.
 COCOTB2_MIN_VERILATOR = (5, 36)
@@ -51,10 +54,11 @@ VERILATOR_WAIVERS = (
 )
 
 
-def build_dir(name: str) -> Path:
-    """A fresh build folder ``build/tb/<name>`` (emptied if it existed)."""
+def build_dir(name: str, root: Path | None = None) -> Path:
+    """A fresh build folder ``<root>/<name>`` (default root ``build/tb``), emptied if it
+    existed."""
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
-    path = BUILD_ROOT / safe
+    path = (root or BUILD_ROOT) / safe
     if path.exists():
         shutil.rmtree(path)
     path.mkdir(parents=True)
@@ -165,10 +169,15 @@ def python_for(sim: str) -> str:
 
 
 def run(*, sim: str, sources: list[Path], toplevel: str, test_module: str, path: Path,
-        env: dict[str, str] | None = None, seed: int | None = None, timeout: float = 3600) -> None:
-    """Build ``sources`` and run cocotb module ``test_module`` (a dotted name under the
-    repository, e.g. ``tb.requant.test_requant``) on ``sim``; raise AssertionError
-    naming the failing tests if any fails."""
+        env: dict[str, str] | None = None, seed: int | None = None, timeout: float = 3600,
+        testcase: str | None = None) -> None:
+    """Build ``sources`` and run cocotb module ``test_module`` (a dotted name importable
+    from the repository, e.g. ``tb.requant.test_requant``, or from the installed
+    package) on ``sim``; raise AssertionError naming the failing tests if any fails.
+
+    ``path`` is the build folder; the simulation reads ``ports.json`` there and may
+    write results (for example a benchmark's JSON) into it.
+    """
     python = python_for(sim)
     waves = os.environ.get("INTFORMER_WAVES", "") not in ("", "0")
     build_args = []
@@ -180,6 +189,7 @@ def run(*, sim: str, sources: list[Path], toplevel: str, test_module: str, path:
         "sim": sim, "sources": [str(s) for s in sources], "toplevel": toplevel,
         "build_dir": str(path / f"sim_{sim}"), "build_args": build_args,
         "test_module": test_module, "results_xml": str(results), "waves": waves, "seed": seed,
+        "testcase": testcase,
         "pythonpath": [str(REPO)],
         "env": {
             "INTFORMER_BUILD": str(path), "INTFORMER_SIM": sim,

@@ -1,6 +1,6 @@
 """Build and run one cocotb test module; executed by the simulation's own Python.
 
-The harness (``tb/common/harness.py``) runs this file as a subprocess with the
+The harness (``intformer.gen.sim.harness``) runs this file as a subprocess with the
 interpreter whose cocotb suits the chosen simulator, so that one pytest session
 can drive cocotb 2.x under Icarus and cocotb 1.9 under an older Verilator. It
 takes one argument, a JSON file describing the job, and uses only the runner
@@ -39,6 +39,7 @@ def main(job_file: str) -> int:
         extra_env=job["env"],
         results_xml=job["results_xml"],
         seed=job.get("seed"),
+        testcase=job.get("testcase"),
         waves=job["waves"],
         timescale=("1ns", "1ps"),
     )
