@@ -4,17 +4,23 @@ square root and integer division, per-element gamma/beta, INT8 output.
 Numeric contract
 ----------------
 Input
-    Signed integers of at most 16 bits (INT8 residual stream or INT16), real
-    value ``x * in_scale``; rows of ``n`` = 1 to 4096 elements.
+    Signed integers of at most 12 bits (the INT8 residual stream, or wider),
+    real value ``x * in_scale``; rows of ``n`` = 1 to 4096 elements.
 Steps (all integer; :func:`isqrt` and :func:`floor_div` are exact floors)
     1. ``s1 = sum(x)``, ``s2 = sum(x*x)`` (one pass).
-    2. ``v = n*s2 - s1*s1 + n*n*eps_q``: ``n**2`` times the variance plus eps
-       (``v < 2**56``). The mean is never divided out: ``D = n*x - s1`` is
-       ``n`` times the centred value, exactly.
-    3. ``r = max(isqrt(v), 1)`` (``n`` times the standard deviation, < 2**28).
-    4. Reciprocal: ``k = bit_length(r)``, ``R = floor_div(2**(k + RECIP_BITS), r)``.
-    5. ``z = round_shift(D * R, k + RECIP_BITS - NORM_FRAC)``: the normalised
-       value ``(x - mean) / std`` with ``NORM_FRAC`` fraction bits (|z| < 2**18).
+    2. ``v = ((n*s2 - s1*s1) << EPS_FRAC) + n*n*eps_q``: ``n**2 2**EPS_FRAC``
+       times the variance plus eps (``v < 2**61``), exact. The mean is never
+       divided out: ``D = n*x - s1`` is ``n`` times the centred value, exactly.
+    3. Normalise: ``j = (62 - bit_length(max(v, 1))) // 2`` and
+       ``r = isqrt(max(v, 1) << 2*j)``, so ``2**30 <= r < 2**31`` and
+       ``r / 2**(j + EPS_FRAC/2)`` is ``n`` times the standard deviation, to 31
+       significant bits.
+    4. Reciprocal: ``R = floor_div(2**(31 + RECIP_BITS), r)`` (17 bits).
+    5. ``z = round_shift(D * R, max(ZSHIFT - j, 0))`` with ``ZSHIFT = 31 +
+       RECIP_BITS - NORM_FRAC - EPS_FRAC/2 = 28``: the normalised value
+       ``(x - mean) / std`` with ``NORM_FRAC`` fraction bits (``|z| < 2**18``).
+       The shift is at least 5 whenever the variance is not zero; when it is
+       zero, ``D`` is 0 and the shift does not matter.
     6. ``y = saturate(round_shift(z * gamma_q[i] + beta_q[i], shift), 8)``.
 Output
     INT8 with real scale ``out_scale``; rounding half away from zero.
@@ -31,8 +37,8 @@ from .intmath import bit_length, floor_div, isqrt
 from .requant import MAX_SHIFT, round_shift, saturate
 
 __all__ = ["LayerNormParams", "layernorm_params", "layernorm",
-           "NORM_FRAC", "RECIP_BITS", "GAMMA_BITS", "BETA_BITS", "EPS_BITS", "IN_BITS",
-           "MAX_ROW"]
+           "NORM_FRAC", "RECIP_BITS", "GAMMA_BITS", "BETA_BITS", "EPS_BITS", "EPS_FRAC",
+           "IN_BITS", "MAX_ROW", "ZSHIFT"]
 
 #: Fraction bits of the normalised value ``z``.
 NORM_FRAC = 12
@@ -44,8 +50,12 @@ GAMMA_BITS = 16
 BETA_BITS = 32
 #: Width of the unsigned ``eps_q``.
 EPS_BITS = 30
+#: Fraction bits of ``eps_q`` (even, so the square root halves it exactly).
+EPS_FRAC = 14
 #: Widest accepted input, in bits (signed).
-IN_BITS = 16
+IN_BITS = 12
+#: ``31 + RECIP_BITS - NORM_FRAC - EPS_FRAC / 2``: the shift of step 5 before ``- j``.
+ZSHIFT = 31 + RECIP_BITS - NORM_FRAC - EPS_FRAC // 2
 #: Longest row the golden model accepts (the widths above are sized for it).
 MAX_ROW = 4096
 
@@ -57,7 +67,8 @@ class LayerNormParams:
     Attributes
     ----------
     eps_q : int
-        ``round(eps / in_scale**2)``: eps in squared input units, unsigned 30 bits.
+        ``round(eps / in_scale**2 * 2**EPS_FRAC)``: eps in squared input units,
+        unsigned 30 bits.
     gamma_q : tuple of int
         Per element ``round(gamma / out_scale * 2**(shift - NORM_FRAC))``, signed 16 bits.
     beta_q : tuple of int
@@ -101,7 +112,7 @@ def layernorm_params(in_scale: float, gamma, beta, out_scale: float,
                          f"{MAX_ROW}, not {gamma.size} and {beta.size}")
     if not (math.isfinite(eps) and eps >= 0):
         raise ValueError(f"LayerNorm eps must be non-negative, not {eps}")
-    eps_q = round(eps / in_scale ** 2)
+    eps_q = round(eps / in_scale ** 2 * 2 ** EPS_FRAC)
     if eps_q >= 1 << EPS_BITS:
         raise ValueError(f"LayerNorm eps {eps} is {eps_q} in squared input units, "
                          f"more than {EPS_BITS} bits")
@@ -126,7 +137,7 @@ def layernorm(x, p: LayerNormParams):
     Parameters
     ----------
     x : array of int
-        Signed inputs of at most 16 bits; the last axis has ``p.length`` elements.
+        Signed inputs of at most 12 bits; the last axis has ``p.length`` elements.
     p : LayerNormParams
         From :func:`layernorm_params`.
 
@@ -138,7 +149,7 @@ def layernorm(x, p: LayerNormParams):
     ------
     ValueError
         If the rows do not have ``p.length`` elements or an input does not fit
-        16 signed bits.
+        12 signed bits.
     """
     x = np.asarray(x, dtype=np.int64)
     if x.ndim == 0 or x.shape[-1] != p.length:
@@ -148,11 +159,11 @@ def layernorm(x, p: LayerNormParams):
     n = x.shape[-1]
     s1 = x.sum(axis=-1, keepdims=True)
     s2 = (x * x).sum(axis=-1, keepdims=True)
-    v = n * s2 - s1 * s1 + n * n * p.eps_q
-    r = np.maximum(isqrt(v), 1)
-    k = bit_length(r)
-    recip = floor_div(np.int64(1) << (k + RECIP_BITS), r)
-    z = round_shift((n * x - s1) * recip, k + RECIP_BITS - NORM_FRAC)
+    v = np.maximum(((n * s2 - s1 * s1) << EPS_FRAC) + n * n * p.eps_q, 1)
+    j = (62 - bit_length(v)) // 2
+    r = isqrt(v << (2 * j))
+    recip = floor_div(np.int64(1) << (31 + RECIP_BITS), r)
+    z = round_shift((n * x - s1) * recip, np.maximum(ZSHIFT - j, 0))
     gq = np.asarray(p.gamma_q, dtype=np.int64)
     bq = np.asarray(p.beta_q, dtype=np.int64)
     return saturate(round_shift(z * gq + bq, p.shift), 8)
