@@ -93,6 +93,8 @@ def softmax_params(in_scale: float) -> SoftmaxParams:
         If ``in_scale`` is not positive, or too large (above about 2.7) or too
         small to be represented by a 16-bit multiplier and a shift.
     """
+    if not (math.isfinite(in_scale) and in_scale > 0):
+        raise ValueError(f"Softmax input scale must be positive and finite, not {in_scale}")
     m, s = quantize_multiplier(in_scale / math.log(2) * 2.0 ** EXP_FRAC)
     return SoftmaxParams(
         in_mult=m, in_shift=s,
