@@ -1,0 +1,891 @@
+"""2-D strided DMA read and write engines on an AXI4 manager port.
+
+A *job* moves ``rows`` rows of ``row_bytes`` bytes; row ``r`` starts at
+``addr + r * stride``. Addresses, lengths and strides are byte-granular.
+
+Bursts
+    Each row is cut into INCR bursts of full bus width (``AxSIZE`` = log2 of the
+    bytes per beat) that never cross a boundary of ``max_burst * bytes_per_beat``
+    bytes. That figure is a power of two of at most 4096, so no burst crosses a
+    4 KB boundary and none is longer than ``max_burst`` beats; an unaligned row
+    costs at most one extra short burst. Up to ``max_outstanding`` bursts per
+    direction are in flight. All bursts of an engine use ID 0, so responses come
+    back in order.
+
+Byte-lane alignment of the data streams (``rd_data``, ``wr_data``)
+    Every row starts on a fresh stream beat, packed from byte lane 0: beat ``k``
+    of a row carries the row's bytes ``k * B .. k * B + B - 1`` in lanes
+    ``0 .. B - 1`` (``B`` = bytes per beat, little-endian lanes as on AXI). A row
+    takes ``ceil(row_bytes / B)`` beats; in its last beat the lanes past the row's
+    end are zero on ``rd_data`` and ignored on ``wr_data``. A job therefore moves
+    exactly ``rows * ceil(row_bytes / B)`` beats on its stream, whatever happens on
+    the bus: the engines realign between row order and memory lanes themselves.
+
+Descriptors and completions
+    ``rd_desc`` / ``wr_desc`` take a :class:`DMADescriptor`. When a job ends, one
+    :class:`DMAStatus` with the job's ``tag`` leaves on ``rd_status`` /
+    ``wr_status``, in job order. A read job reports once its last beat has left on
+    ``rd_data``; a write job once the last write response has arrived.
+
+Errors (:class:`DMAError`)
+    * ``WINDOW``: some byte of the job lies outside ``[window_base, window_limit)``.
+      The job is refused before it issues a single beat; ``addr`` is the job's
+      start address.
+    * ``SLVERR`` / ``DECERR``: a read or write response carried that code. The
+      engine issues no further bursts for the job, finishes the bursts already in
+      flight (write bursts already issued carry a zero ``wstrb`` once the error is
+      known) and reports the error with ``addr`` = the first byte address of the
+      failing burst.
+
+    A failed or refused read job still delivers its full beat count on
+    ``rd_data`` (zeros from the failure on); a failed or refused write job still
+    consumes its full beat count from ``wr_data`` (discarded). Producers and
+    consumers stay in step and the next job starts cleanly.
+
+Soft reset (``abort``)
+    A one-cycle pulse on ``abort`` abandons every job that has not reported:
+    no new bursts are issued, bursts already issued are completed on the bus
+    (read data accepted and dropped, write bursts padded with ``wstrb`` = 0),
+    the pending ``rd_data`` beat and statuses are withdrawn and ``wr_data`` beats
+    offered meanwhile are discarded. ``busy`` falls when the engine is idle again;
+    no AXI handshake is ever dropped.
+
+Throughput: one beat per cycle per direction in steady state; a burst is issued
+per cycle at most, so bursts of 2 or more beats sustain the full rate when the
+memory does. A read row whose start is not lane-aligned and whose end fits in
+the row's last memory beat costs one extra cycle. A job's window check costs
+3 cycles before its first burst.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.lib import data, enum, fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .axi import AXI4Signature, AXIBurst, check_width
+
+__all__ = ["DMAError", "DMADescriptor", "DMAStatus", "DMAReader", "DMAWriter", "DMA"]
+
+
+class DMAError(enum.Enum, shape=2):
+    """Completion codes of a DMA job."""
+    OK = 0
+    SLVERR = 1
+    DECERR = 2
+    WINDOW = 3
+
+
+class DMADescriptor(data.StructLayout):
+    """Payload of ``rd_desc`` / ``wr_desc``: one 2-D transfer.
+
+    Fields
+    ------
+    addr : unsigned(addr_width)
+        Byte address of the first byte of row 0.
+    stride : unsigned(addr_width)
+        Bytes from the start of one row to the start of the next.
+    rows : unsigned(rows_width)
+        Number of rows; 0 makes an empty job (reported at once, no traffic).
+    row_bytes : unsigned(bytes_width)
+        Bytes per row; 0 makes an empty job.
+    tag : unsigned(tag_width)
+        Returned unchanged in the job's :class:`DMAStatus`.
+    """
+
+    def __init__(self, *, addr_width: int, rows_width: int = 16, bytes_width: int = 24,
+                 tag_width: int = 8):
+        super().__init__({
+            "addr": unsigned(addr_width), "stride": unsigned(addr_width),
+            "rows": unsigned(rows_width), "row_bytes": unsigned(bytes_width),
+            "tag": unsigned(tag_width),
+        })
+
+
+class DMAStatus(data.StructLayout):
+    """Payload of ``rd_status`` / ``wr_status``: how one job ended.
+
+    Fields
+    ------
+    tag : unsigned(tag_width)
+        The job's descriptor tag.
+    error : DMAError
+        ``OK`` or why the job failed.
+    addr : unsigned(addr_width)
+        For ``SLVERR``/``DECERR`` the first byte address of the failing burst; for
+        ``WINDOW`` the job's start address; 0 for ``OK``.
+    """
+
+    def __init__(self, *, addr_width: int, tag_width: int = 8):
+        super().__init__({"tag": unsigned(tag_width), "error": DMAError,
+                          "addr": unsigned(addr_width)})
+
+
+def _log2(n: int) -> int:
+    return n.bit_length() - 1
+
+
+class _Params:
+    """Checked engine parameters shared by the reader, the writer and :class:`DMA`."""
+
+    def __init__(self, owner, *, addr_width, data_width, id_width, max_burst,
+                 max_outstanding, rows_width, bytes_width, tag_width):
+        check_width(owner, "addr_width", addr_width, lo=12, hi=64)
+        check_width(owner, "data_width", data_width, allowed=(32, 64, 128, 256, 512))
+        check_width(owner, "id_width", id_width, lo=1, hi=16)
+        check_width(owner, "max_burst", max_burst, lo=1, hi=256)
+        if max_burst & (max_burst - 1):
+            raise ValueError(f"{owner} max_burst must be a power of 2, not {max_burst}")
+        if max_burst * data_width // 8 > 4096:
+            raise ValueError(f"{owner} max_burst of {max_burst} beats of {data_width // 8} "
+                             f"bytes exceeds the 4096-byte AXI burst limit")
+        check_width(owner, "max_outstanding", max_outstanding, lo=1, hi=64)
+        check_width(owner, "rows_width", rows_width, lo=1, hi=32)
+        check_width(owner, "bytes_width", bytes_width, lo=1, hi=32)
+        check_width(owner, "tag_width", tag_width, lo=1, hi=32)
+        self.addr_width = addr_width
+        self.data_width = data_width
+        self.id_width = id_width
+        self.max_burst = max_burst
+        self.max_outstanding = max_outstanding
+        self.rows_width = rows_width
+        self.bytes_width = bytes_width
+        self.tag_width = tag_width
+        self.B = data_width // 8
+        self.lb = _log2(self.B)
+        # Bursts never cross a multiple of this many bytes (a power of 2 <= 4096).
+        self.span = max_burst * self.B
+        self.fifo_depth = max_outstanding + 2
+        # Jobs in flight between generator and response side are bounded by the
+        # FIFO depth plus the two ends; a wider sequence number never aliases.
+        self.seq_width = (self.fifo_depth + 4).bit_length() + 1
+
+    def kwargs(self) -> dict:
+        return dict(addr_width=self.addr_width, data_width=self.data_width,
+                    id_width=self.id_width, max_burst=self.max_burst,
+                    max_outstanding=self.max_outstanding, rows_width=self.rows_width,
+                    bytes_width=self.bytes_width, tag_width=self.tag_width)
+
+    def descriptor(self) -> DMADescriptor:
+        return DMADescriptor(addr_width=self.addr_width, rows_width=self.rows_width,
+                             bytes_width=self.bytes_width, tag_width=self.tag_width)
+
+    def status(self) -> DMAStatus:
+        return DMAStatus(addr_width=self.addr_width, tag_width=self.tag_width)
+
+    def record(self) -> data.StructLayout:
+        """One burst as the address generator plans it."""
+        lb = self.lb
+        return data.StructLayout({
+            "addr": unsigned(self.addr_width),          # first byte of the burst
+            "beats": unsigned(_log2(self.max_burst) + 1),
+            "lo": unsigned(max(lb, 1)),                 # first lane of the first beat
+            "hi": unsigned(lb + 1),                     # lanes used in the last beat, 1..B
+            "shift": unsigned(max(lb, 1)),              # lane of the row's first byte
+            "tail": unsigned(lb + 1),                   # bytes in the row's last packed beat
+            "extra": 1,           # read: flush beat after the row; write: last beat needs no input
+            "row_end": 1, "job_end": 1, "phantom": 1, "refused": 1, "empty": 1,
+            "seq": unsigned(self.seq_width),
+            "tag": unsigned(self.tag_width),
+        })
+
+
+class _Generator(wiring.Component):
+    """Accepts descriptors, checks the window, and plans bursts one per cycle.
+
+    ``burst`` carries one record per burst (or one ``empty`` record for an empty
+    job). ``fail``/``fail_seq`` from the response side turn the rest of a failed
+    job into phantom records, which issue no bus traffic.
+    """
+
+    def __init__(self, p: _Params, *, write: bool):
+        self._p = p
+        self._write = write
+        aw = p.addr_width
+        super().__init__({
+            "desc": In(stream.Signature(p.descriptor())),
+            "burst": Out(stream.Signature(p.record())),
+            "window_base": In(aw), "window_limit": In(aw + 1),
+            "fail": In(1), "fail_seq": In(p.seq_width),
+            "abort": In(1),
+            "idle": Out(1),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        p = self._p
+        B, lb = p.B, p.lb
+        aw = p.addr_width
+
+        d = Signal(p.descriptor())
+        seq = Signal(p.seq_width)
+        refused = Signal()
+        prod = Signal(aw + p.rows_width)
+        row_addr = Signal(aw)
+        cur = Signal(aw)
+        left = Signal(p.bytes_width)
+        rows_left = Signal(p.rows_width)
+        shift = Signal(max(lb, 1))
+        tail = Signal(lb + 1)
+
+        # Plan of the burst starting at `cur`.
+        room = Signal(range(p.span + 1))
+        n = Signal(range(p.span + 1))
+        lo = Signal(max(lb, 1))
+        end = Signal(range(p.span + B + 1))
+        row_end = Signal()
+        m.d.comb += [
+            room.eq(p.span - cur[:_log2(p.span)]),
+            row_end.eq(left <= room),
+            n.eq(Mux(row_end, left, room)),
+            lo.eq(cur[:lb] if lb else 0),
+            end.eq(lo + n),
+        ]
+        if lb:
+            # tail is 1..B, shift 0..B-1: the row occupies one more memory beat than
+            # packed beats exactly when shift + tail > B.
+            extra = (shift != 0) & ((shift + tail > B) if self._write else (shift + tail <= B))
+        else:
+            extra = Const(0)
+        rec = self.burst.payload
+        m.d.comb += [
+            rec.addr.eq(cur),
+            rec.beats.eq((end + B - 1) >> lb),
+            rec.lo.eq(lo),
+            rec.hi.eq(((end - 1)[:lb] if lb else 0) + 1),
+            rec.shift.eq(shift),
+            rec.tail.eq(tail),
+            rec.extra.eq(extra & row_end),
+            rec.row_end.eq(row_end),
+            rec.job_end.eq(row_end & (rows_left == 1)),
+            rec.phantom.eq(refused | (self.fail & (self.fail_seq == seq))),
+            rec.refused.eq(refused),
+            rec.seq.eq(seq),
+            rec.tag.eq(d.tag),
+        ]
+
+        last_byte = Signal(max(aw + p.rows_width, p.bytes_width) + 2)
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += [self.desc.ready.eq(~self.abort), self.idle.eq(1)]
+                with m.If(self.desc.valid & ~self.abort):
+                    m.d.sync += [d.eq(self.desc.payload), seq.eq(seq + 1)]
+                    m.next = "PRODUCT"
+            with m.State("PRODUCT"):
+                m.d.sync += prod.eq((d.rows - 1) * d.stride)
+                m.next = "CHECK"
+                with m.If(self.abort):
+                    m.next = "IDLE"
+            with m.State("CHECK"):
+                m.d.comb += last_byte.eq(d.addr + prod + d.row_bytes)
+                m.d.sync += [
+                    refused.eq((d.addr < self.window_base) | (last_byte > self.window_limit)),
+                    row_addr.eq(d.addr), cur.eq(d.addr), left.eq(d.row_bytes),
+                    rows_left.eq(d.rows),
+                    shift.eq(d.addr[:lb] if lb else 0),
+                    tail.eq(((d.row_bytes - 1)[:lb] if lb else 0) + 1),
+                ]
+                with m.If((d.rows == 0) | (d.row_bytes == 0)):
+                    m.next = "EMPTY"
+                with m.Else():
+                    m.next = "RUN"
+                with m.If(self.abort):
+                    m.next = "IDLE"
+            with m.State("EMPTY"):
+                m.d.comb += [self.burst.valid.eq(~self.abort), rec.empty.eq(1),
+                             rec.job_end.eq(1), rec.phantom.eq(1), rec.refused.eq(0)]
+                with m.If(self.burst.ready | self.abort):
+                    m.next = "IDLE"
+            with m.State("RUN"):
+                m.d.comb += self.burst.valid.eq(~self.abort)
+                with m.If(self.abort):
+                    m.next = "IDLE"
+                with m.Elif(self.burst.ready):
+                    with m.If(row_end):
+                        next_row = row_addr + d.stride
+                        m.d.sync += [rows_left.eq(rows_left - 1), row_addr.eq(next_row),
+                                     cur.eq(next_row), left.eq(d.row_bytes),
+                                     shift.eq(next_row[:lb] if lb else 0)]
+                        with m.If(rows_left == 1):
+                            m.next = "IDLE"
+                    with m.Else():
+                        m.d.sync += [cur.eq(cur + n), left.eq(left - n)]
+        return m
+
+
+def _engine_members(p: _Params, write: bool) -> dict:
+    aw = p.addr_width
+    members = {
+        "desc": In(stream.Signature(p.descriptor())),
+        "status": Out(stream.Signature(p.status())),
+        "data": (In if write else Out)(stream.Signature(unsigned(p.data_width))),
+        "window_base": In(aw), "window_limit": In(aw + 1),
+        "abort": In(1), "busy": Out(1),
+    }
+    return members
+
+
+class _Engine(wiring.Component):
+    _owner = "DMA engine"
+
+    def __init__(self, *, addr_width: int = 32, data_width: int = 64, id_width: int = 4,
+                 max_burst: int = 16, max_outstanding: int = 4, rows_width: int = 16,
+                 bytes_width: int = 24, tag_width: int = 8):
+        self._p = _Params(self._owner, addr_width=addr_width, data_width=data_width,
+                          id_width=id_width, max_burst=max_burst,
+                          max_outstanding=max_outstanding, rows_width=rows_width,
+                          bytes_width=bytes_width, tag_width=tag_width)
+        super().__init__(self._members())
+
+    @property
+    def bytes_per_beat(self) -> int:
+        return self._p.B
+
+    @property
+    def data_width(self) -> int:
+        return self._p.data_width
+
+    @property
+    def addr_width(self) -> int:
+        return self._p.addr_width
+
+    @property
+    def max_burst(self) -> int:
+        return self._p.max_burst
+
+    @property
+    def max_outstanding(self) -> int:
+        return self._p.max_outstanding
+
+    @property
+    def burst_span(self) -> int:
+        """Bytes; no burst crosses a multiple of this (``max_burst * bytes_per_beat``)."""
+        return self._p.span
+
+    @property
+    def descriptor_layout(self) -> DMADescriptor:
+        return self._p.descriptor()
+
+    @property
+    def status_layout(self) -> DMAStatus:
+        return self._p.status()
+
+    def _axi_constants(self, m, ch: str) -> None:
+        bus = self.bus
+        m.d.comb += [
+            getattr(bus, f"{ch}id").eq(0),
+            getattr(bus, f"{ch}size").eq(self._p.lb),
+            getattr(bus, f"{ch}burst").eq(AXIBurst.INCR),
+            # Normal non-cacheable bufferable, as Xilinx recommends for DMA masters.
+            getattr(bus, f"{ch}cache").eq(0b0011),
+            getattr(bus, f"{ch}lock").eq(0), getattr(bus, f"{ch}prot").eq(0),
+            getattr(bus, f"{ch}qos").eq(0),
+        ]
+
+
+def _bus_member(p: _Params, write: bool):
+    sig = AXI4Signature(addr_width=p.addr_width, data_width=p.data_width, id_width=p.id_width)
+    chans = ("aw", "w", "b") if write else ("ar", "r")
+    return Out(wiring.Signature({name: member for name, member in sig.members.items()
+                                 if any(name.startswith(c) for c in chans)}))
+
+
+class DMAReader(_Engine):
+    """DMA read engine: memory -> ``data`` stream, 2-D strided (see the module
+    documentation for bursts, byte lanes, errors and ``abort``).
+
+    Parameters
+    ----------
+    addr_width : int
+        AXI address width, 12 to 64.
+    data_width : int
+        AXI data width and ``data`` stream width: 32, 64, 128, 256 or 512.
+    id_width : int
+        AXI ID width (every burst uses ID 0).
+    max_burst : int
+        Longest burst in beats, a power of 2; ``max_burst * data_width / 8 <= 4096``.
+    max_outstanding : int
+        Bursts in flight at most, 1 to 64.
+    rows_width, bytes_width, tag_width : int
+        Widths of the descriptor's ``rows``, ``row_bytes`` and ``tag`` fields.
+
+    Members
+    -------
+    bus : Out(read half of AXI4Signature)
+        ``ar*`` and ``r*`` signals (:meth:`DMA` joins both halves into one ``m_axi``).
+    desc : In(stream.Signature(DMADescriptor))
+        Jobs; ready while the engine is between jobs (one job is planned at a time,
+        the next is accepted as soon as the previous one's last burst is planned).
+    data : Out(stream.Signature(unsigned(data_width)))
+        Row data, packed from lane 0 per row. Valid drops when memory data is late.
+    status : Out(stream.Signature(DMAStatus))
+        One completion per job, in order.
+    window_base : In(addr_width), window_limit : In(addr_width + 1)
+        Allowed memory, ``[base, limit)``; sampled when a job's check runs.
+    abort : In(1)
+        Soft reset pulse.
+    busy : Out(1)
+        A job, burst, beat or status is in flight.
+
+    Raises
+    ------
+    TypeError
+        If a parameter is not an integer.
+    ValueError
+        If a parameter is out of range.
+    """
+
+    _owner = "DMAReader"
+
+    def _members(self):
+        return {"bus": _bus_member(self._p, False), **_engine_members(self._p, False)}
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        p = self._p
+        B, lb, W = p.B, p.lb, p.data_width
+        bus = self.bus
+
+        m.submodules.gen = gen = _Generator(p, write=False)
+        m.submodules.fifo = q = fifo.SyncFIFOBuffered(width=p.record().size, depth=p.fifo_depth)
+        wiring.connect(m, wiring.flipped(self.desc), gen.desc)
+        m.d.comb += [gen.window_base.eq(self.window_base),
+                     gen.window_limit.eq(self.window_limit)]
+        self._axi_constants(m, "ar")
+
+        aborting = Signal()
+        outstanding = Signal(range(p.max_outstanding + 1))
+        issue = Signal()
+        complete = Signal()
+
+        # Address side: load the AR register and the burst FIFO together.
+        plan = gen.burst.payload
+        ar_free = ~bus.arvalid | bus.arready
+        m.d.comb += [
+            gen.burst.ready.eq(q.w_rdy & ar_free &
+                               (plan.phantom | (outstanding < p.max_outstanding))),
+            q.w_en.eq(gen.burst.valid & gen.burst.ready),
+            q.w_data.eq(plan),
+            issue.eq(q.w_en & ~plan.phantom),
+            gen.abort.eq(self.abort | aborting),
+        ]
+        with m.If(bus.arvalid & bus.arready):
+            m.d.sync += bus.arvalid.eq(0)
+        with m.If(issue):
+            m.d.sync += [bus.arvalid.eq(1), bus.araddr.eq(plan.addr >> lb << lb),
+                         bus.arlen.eq(plan.beats - 1)]
+        m.d.sync += outstanding.eq(outstanding + issue - complete)
+
+        # Data side.
+        rec = Signal(p.record())
+        m.d.comb += rec.eq(q.r_data)
+        beat = Signal(range(p.max_burst))
+        prev = Signal(W)
+        in_row = Signal()
+        flushing = Signal()
+        failed = Signal()
+        fail_code = Signal(DMAError)
+        fail_addr = Signal(p.addr_width)
+        fail_seq = Signal(p.seq_width)
+        m.d.comb += [gen.fail.eq(failed), gen.fail_seq.eq(fail_seq)]
+
+        o, st = self.data, self.status
+        out_free = ~o.valid | o.ready
+        st_free = ~st.valid | st.ready
+        with m.If(o.valid & o.ready):
+            m.d.sync += o.valid.eq(0)
+        with m.If(st.valid & st.ready):
+            m.d.sync += st.valid.eq(0)
+
+        last = beat == rec.beats - 1
+        real = ~rec.phantom
+        err = Signal()
+        failed_now = Signal()
+        code_now = Signal(DMAError)
+        addr_now = Signal(p.addr_width)
+        m.d.comb += [
+            err.eq(real & bus.rvalid & bus.rready & bus.rresp[1]),
+            failed_now.eq(failed | err | rec.refused),
+            code_now.eq(Mux(failed, fail_code,
+                            Mux(rec.refused, DMAError.WINDOW,
+                                Mux(bus.rresp[0], DMAError.DECERR, DMAError.SLVERR)))),
+            addr_now.eq(Mux(failed, fail_addr, rec.addr)),
+        ]
+        tail_mask = Signal(W)
+        for lane in range(B):
+            m.d.comb += tail_mask[lane * 8:lane * 8 + 8].eq(Mux(rec.tail > lane, 0xff, 0))
+
+        def finish_job():
+            m.d.sync += [st.valid.eq(1), st.payload.tag.eq(rec.tag),
+                         st.payload.error.eq(Mux(failed_now, code_now, DMAError.OK)),
+                         st.payload.addr.eq(Mux(failed_now, addr_now, 0)),
+                         failed.eq(0)]
+
+        step = Signal()
+        with m.If(aborting):
+            # Take every beat already asked for, drop it; skip phantom records.
+            m.d.comb += bus.rready.eq(q.r_rdy & real)
+            with m.If(q.r_rdy & (rec.phantom | bus.rvalid)):
+                m.d.sync += beat.eq(beat + 1)
+                with m.If(rec.phantom | last):
+                    m.d.comb += q.r_en.eq(1)
+                    m.d.sync += beat.eq(0)
+                m.d.comb += complete.eq(real & last)
+            with m.If((q.level == 0) & ~bus.arvalid & gen.idle):
+                m.d.sync += [aborting.eq(0), in_row.eq(0), flushing.eq(0), failed.eq(0),
+                             beat.eq(0)]
+        with m.Elif(flushing):
+            with m.If(out_free & st_free):
+                m.d.sync += [o.valid.eq(1),
+                             o.payload.eq(Mux(failed, 0, (prev >> (rec.shift * 8)) & tail_mask)),
+                             flushing.eq(0), in_row.eq(0)]
+                m.d.comb += q.r_en.eq(1)
+                with m.If(rec.job_end):
+                    finish_job()
+        with m.Elif(q.r_rdy & rec.empty):
+            with m.If(st_free):
+                m.d.comb += q.r_en.eq(1)
+                finish_job()
+        with m.Elif(q.r_rdy):
+            m.d.comb += [bus.rready.eq(real & out_free & st_free),
+                         step.eq(out_free & st_free & (rec.phantom | bus.rvalid))]
+            with m.If(step):
+                cur = Mux(rec.phantom, 0, bus.rdata)
+                row_last = last & rec.row_end
+                joined = (Cat(prev, cur) >> (rec.shift * 8))[:W]
+                value = Mux(rec.shift == 0, cur, joined)
+                value = Mux(row_last & ~rec.extra, value & tail_mask, value)
+                m.d.sync += [prev.eq(cur), in_row.eq(1), beat.eq(beat + 1),
+                             o.payload.eq(Mux(failed_now, 0, value))]
+                with m.If((rec.shift == 0) | in_row):
+                    m.d.sync += o.valid.eq(1)
+                with m.If(failed_now & ~failed):
+                    m.d.sync += [failed.eq(1), fail_code.eq(code_now), fail_addr.eq(rec.addr),
+                                 fail_seq.eq(rec.seq)]
+                m.d.comb += complete.eq(real & last)
+                with m.If(last):
+                    m.d.sync += beat.eq(0)
+                    with m.If(row_last & rec.extra):
+                        m.d.sync += flushing.eq(1)
+                    with m.Else():
+                        m.d.comb += q.r_en.eq(1)
+                        with m.If(row_last):
+                            m.d.sync += in_row.eq(0)
+                        with m.If(rec.job_end):
+                            finish_job()
+
+        with m.If(self.abort):
+            m.d.sync += [aborting.eq(1), o.valid.eq(0), st.valid.eq(0)]
+        with m.If(aborting):
+            m.d.sync += [o.valid.eq(0), st.valid.eq(0)]
+        m.d.comb += self.busy.eq(aborting | ~gen.idle | (q.level != 0) | bus.arvalid | o.valid |
+                                 st.valid | flushing | (outstanding != 0))
+        return m
+
+
+class DMAWriter(_Engine):
+    """DMA write engine: ``data`` stream -> memory, 2-D strided (see the module
+    documentation for bursts, byte lanes, errors and ``abort``).
+
+    Parameters
+    ----------
+    addr_width, data_width, id_width, max_burst, max_outstanding, rows_width, bytes_width,
+    tag_width : int
+        As for :class:`DMAReader`.
+
+    Members
+    -------
+    bus : Out(write half of AXI4Signature)
+        ``aw*``, ``w*`` and ``b*`` signals.
+    desc : In(stream.Signature(DMADescriptor))
+        Jobs, as for :class:`DMAReader`.
+    data : In(stream.Signature(unsigned(data_width)))
+        Row data, packed from lane 0 per row. Ready drops while the W channel is
+        stalled or no burst is planned yet.
+    status : Out(stream.Signature(DMAStatus))
+        One completion per job, in order, after its last write response.
+    window_base, window_limit, abort, busy
+        As for :class:`DMAReader`.
+
+    Raises
+    ------
+    TypeError
+        If a parameter is not an integer.
+    ValueError
+        If a parameter is out of range.
+    """
+
+    _owner = "DMAWriter"
+
+    def _members(self):
+        return {"bus": _bus_member(self._p, True), **_engine_members(self._p, True)}
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        p = self._p
+        B, lb, W = p.B, p.lb, p.data_width
+        bus = self.bus
+        width = p.record().size
+
+        m.submodules.gen = gen = _Generator(p, write=True)
+        m.submodules.wq = wq = fifo.SyncFIFOBuffered(width=width, depth=p.fifo_depth)
+        m.submodules.bq = bq = fifo.SyncFIFOBuffered(width=width, depth=p.fifo_depth)
+        wiring.connect(m, wiring.flipped(self.desc), gen.desc)
+        m.d.comb += [gen.window_base.eq(self.window_base),
+                     gen.window_limit.eq(self.window_limit)]
+        self._axi_constants(m, "aw")
+
+        aborting = Signal()
+        outstanding = Signal(range(p.max_outstanding + 1))
+        issue = Signal()
+        complete = Signal()
+
+        plan = gen.burst.payload
+        aw_free = ~bus.awvalid | bus.awready
+        m.d.comb += [
+            gen.burst.ready.eq(wq.w_rdy & bq.w_rdy & aw_free &
+                               (plan.phantom | (outstanding < p.max_outstanding))),
+            bq.w_en.eq(gen.burst.valid & gen.burst.ready),
+            bq.w_data.eq(plan),
+            wq.w_en.eq(bq.w_en & ~plan.empty),
+            wq.w_data.eq(plan),
+            issue.eq(bq.w_en & ~plan.phantom),
+            gen.abort.eq(self.abort | aborting),
+        ]
+        with m.If(bus.awvalid & bus.awready):
+            m.d.sync += bus.awvalid.eq(0)
+        with m.If(issue):
+            m.d.sync += [bus.awvalid.eq(1), bus.awaddr.eq(plan.addr >> lb << lb),
+                         bus.awlen.eq(plan.beats - 1)]
+        m.d.sync += outstanding.eq(outstanding + issue - complete)
+
+        # Response side (owns the job's error state).
+        brec = Signal(p.record())
+        m.d.comb += brec.eq(bq.r_data)
+        failed = Signal()
+        fail_code = Signal(DMAError)
+        fail_addr = Signal(p.addr_width)
+        fail_seq = Signal(p.seq_width)
+        m.d.comb += [gen.fail.eq(failed), gen.fail_seq.eq(fail_seq)]
+        st = self.status
+        st_free = ~st.valid | st.ready
+        with m.If(st.valid & st.ready):
+            m.d.sync += st.valid.eq(0)
+
+        breal = ~brec.phantom
+        err = Signal()
+        failed_now = Signal()
+        code_now = Signal(DMAError)
+        m.d.comb += [
+            err.eq(breal & bus.bvalid & bus.bready & bus.bresp[1]),
+            failed_now.eq(failed | err | brec.refused),
+            code_now.eq(Mux(failed, fail_code,
+                            Mux(brec.refused, DMAError.WINDOW,
+                                Mux(bus.bresp[0], DMAError.DECERR, DMAError.SLVERR)))),
+        ]
+        with m.If(aborting):
+            m.d.comb += bus.bready.eq(bq.r_rdy & breal)
+            with m.If(bq.r_rdy & (brec.phantom | bus.bvalid)):
+                m.d.comb += [bq.r_en.eq(1), complete.eq(breal)]
+        with m.Elif(bq.r_rdy):
+            m.d.comb += bus.bready.eq(breal & st_free)
+            with m.If(st_free & (brec.phantom | bus.bvalid)):
+                m.d.comb += [bq.r_en.eq(1), complete.eq(breal)]
+                with m.If(failed_now & ~failed):
+                    m.d.sync += [failed.eq(1), fail_code.eq(code_now),
+                                 fail_addr.eq(brec.addr), fail_seq.eq(brec.seq)]
+                with m.If(brec.job_end):
+                    m.d.sync += [st.valid.eq(1), st.payload.tag.eq(brec.tag),
+                                 st.payload.error.eq(Mux(failed_now, code_now, DMAError.OK)),
+                                 st.payload.addr.eq(Mux(failed_now,
+                                                        Mux(failed, fail_addr, brec.addr), 0)),
+                                 failed.eq(0)]
+
+        # Data side: realign packed rows onto memory lanes.
+        rec = Signal(p.record())
+        m.d.comb += rec.eq(wq.r_data)
+        beat = Signal(range(p.max_burst))
+        first = Signal(init=1)
+        prev = Signal(W)
+        i = self.data
+        w_free = ~bus.wvalid | bus.wready
+        with m.If(bus.wvalid & bus.wready):
+            m.d.sync += bus.wvalid.eq(0)
+
+        last = beat == rec.beats - 1
+        no_input = last & rec.extra
+        masked = failed & (fail_seq == rec.seq)
+        strb = Signal(B)
+        for lane in range(B):
+            keep = Const(1)
+            if lb:
+                keep = (~first | (rec.lo <= lane)) & (~last | (rec.hi > lane))
+            m.d.comb += strb[lane].eq(keep & ~masked)
+        cur = Mux(no_input, 0, i.payload)
+        joined = (Cat(prev, cur) << (rec.shift * 8))[W:2 * W]
+        value = Mux(rec.shift == 0, cur, joined)
+
+        step = Signal()
+        with m.If(aborting):
+            m.d.comb += i.ready.eq(1)
+            with m.If(wq.r_rdy & (rec.phantom | w_free)):
+                with m.If(rec.phantom):
+                    m.d.comb += wq.r_en.eq(1)
+                with m.Else():
+                    m.d.sync += [bus.wvalid.eq(1), bus.wstrb.eq(0), bus.wlast.eq(last),
+                                 beat.eq(beat + 1), first.eq(last)]
+                    with m.If(last):
+                        m.d.comb += wq.r_en.eq(1)
+                        m.d.sync += beat.eq(0)
+            with m.If((wq.level == 0) & (bq.level == 0) & ~bus.awvalid & ~bus.wvalid &
+                      gen.idle):
+                m.d.sync += [aborting.eq(0), failed.eq(0), beat.eq(0), first.eq(1)]
+        with m.Elif(wq.r_rdy):
+            room = rec.phantom | w_free
+            m.d.comb += [i.ready.eq(room & ~no_input),
+                         step.eq(room & (no_input | i.valid))]
+            with m.If(step):
+                with m.If(~no_input):
+                    m.d.sync += prev.eq(i.payload)
+                with m.If(~rec.phantom):
+                    m.d.sync += [bus.wvalid.eq(1), bus.wdata.eq(value), bus.wstrb.eq(strb),
+                                 bus.wlast.eq(last)]
+                m.d.sync += [beat.eq(beat + 1), first.eq(last)]
+                with m.If(last):
+                    m.d.comb += wq.r_en.eq(1)
+                    m.d.sync += beat.eq(0)
+
+        with m.If(self.abort):
+            m.d.sync += [aborting.eq(1), st.valid.eq(0)]
+        with m.If(aborting):
+            m.d.sync += st.valid.eq(0)
+        m.d.comb += self.busy.eq(aborting | ~gen.idle | (wq.level != 0) | (bq.level != 0) |
+                                 bus.awvalid | bus.wvalid | st.valid | (outstanding != 0))
+        return m
+
+
+class DMA(wiring.Component):
+    """A :class:`DMAReader` and a :class:`DMAWriter` sharing one AXI4 manager port;
+    reads and writes run concurrently and independently.
+
+    Parameters
+    ----------
+    addr_width, data_width, id_width, max_burst, max_outstanding, rows_width, bytes_width,
+    tag_width : int
+        As for :class:`DMAReader`; ``max_burst`` and ``max_outstanding`` apply to each
+        direction.
+
+    Members
+    -------
+    m_axi : Out(AXI4Signature(addr_width=, data_width=, id_width=))
+        The memory port. Wrap the top in :class:`intformer.hw.axi.FlatPorts` to emit
+        it as ``m_axi_awaddr``... ``AxSIZE`` is always the full bus width,
+        ``AxBURST`` INCR, ``AxCACHE`` 0b0011, ``AxID`` 0.
+    rd_desc, rd_data, rd_status, rd_busy
+        The reader's ``desc``, ``data``, ``status`` and ``busy``.
+    wr_desc, wr_data, wr_status, wr_busy
+        The writer's ``desc``, ``data``, ``status`` and ``busy``.
+    window_base : In(addr_width), window_limit : In(addr_width + 1)
+        Allowed memory ``[base, limit)`` for both directions.
+    abort : In(1)
+        Soft reset pulse for both directions.
+
+    Raises
+    ------
+    TypeError
+        If a parameter is not an integer.
+    ValueError
+        If a parameter is out of range.
+    """
+
+    def __init__(self, *, addr_width: int = 32, data_width: int = 64, id_width: int = 4,
+                 max_burst: int = 16, max_outstanding: int = 4, rows_width: int = 16,
+                 bytes_width: int = 24, tag_width: int = 8):
+        self._p = p = _Params("DMA", addr_width=addr_width, data_width=data_width,
+                              id_width=id_width, max_burst=max_burst,
+                              max_outstanding=max_outstanding, rows_width=rows_width,
+                              bytes_width=bytes_width, tag_width=tag_width)
+        aw = addr_width
+        super().__init__({
+            "m_axi": Out(AXI4Signature(addr_width=aw, data_width=data_width,
+                                       id_width=id_width)),
+            "rd_desc": In(stream.Signature(p.descriptor())),
+            "rd_data": Out(stream.Signature(unsigned(data_width))),
+            "rd_status": Out(stream.Signature(p.status())),
+            "wr_desc": In(stream.Signature(p.descriptor())),
+            "wr_data": In(stream.Signature(unsigned(data_width))),
+            "wr_status": Out(stream.Signature(p.status())),
+            "window_base": In(aw), "window_limit": In(aw + 1),
+            "abort": In(1), "rd_busy": Out(1), "wr_busy": Out(1),
+        })
+
+    @classmethod
+    def from_config(cls, config, **overrides) -> DMA:
+        """The DMA a :class:`intformer.hw.config.Config` describes."""
+        kwargs = dict(addr_width=config.axi_addr_width, data_width=config.axi_data_width,
+                      id_width=config.axi_id_width, max_burst=config.axi_max_burst,
+                      max_outstanding=config.axi_max_outstanding)
+        kwargs.update(overrides)
+        return cls(**kwargs)
+
+    @property
+    def bytes_per_beat(self) -> int:
+        return self._p.B
+
+    @property
+    def data_width(self) -> int:
+        return self._p.data_width
+
+    @property
+    def addr_width(self) -> int:
+        return self._p.addr_width
+
+    @property
+    def max_burst(self) -> int:
+        return self._p.max_burst
+
+    @property
+    def max_outstanding(self) -> int:
+        return self._p.max_outstanding
+
+    @property
+    def burst_span(self) -> int:
+        return self._p.span
+
+    @property
+    def descriptor_layout(self) -> DMADescriptor:
+        return self._p.descriptor()
+
+    @property
+    def status_layout(self) -> DMAStatus:
+        return self._p.status()
+
+    def params(self) -> dict:
+        """Parameters and figures, for testbenches and the manifest."""
+        return {**self._p.kwargs(), "bytes_per_beat": self._p.B, "burst_span": self._p.span,
+                "errors": {e.name: e.value for e in DMAError}}
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        m.submodules.reader = rd = DMAReader(**self._p.kwargs())
+        m.submodules.writer = wr = DMAWriter(**self._p.kwargs())
+        for name in rd.bus.signature.members:
+            if rd.bus.signature.members[name].flow == Out:
+                m.d.comb += getattr(self.m_axi, name).eq(getattr(rd.bus, name))
+            else:
+                m.d.comb += getattr(rd.bus, name).eq(getattr(self.m_axi, name))
+        for name in wr.bus.signature.members:
+            if wr.bus.signature.members[name].flow == Out:
+                m.d.comb += getattr(self.m_axi, name).eq(getattr(wr.bus, name))
+            else:
+                m.d.comb += getattr(wr.bus, name).eq(getattr(self.m_axi, name))
+        for eng, pre in ((rd, "rd"), (wr, "wr")):
+            wiring.connect(m, wiring.flipped(getattr(self, f"{pre}_desc")), eng.desc)
+            wiring.connect(m, eng.status, wiring.flipped(getattr(self, f"{pre}_status")))
+            m.d.comb += [eng.window_base.eq(self.window_base),
+                         eng.window_limit.eq(self.window_limit),
+                         eng.abort.eq(self.abort),
+                         getattr(self, f"{pre}_busy").eq(eng.busy)]
+        wiring.connect(m, rd.data, wiring.flipped(self.rd_data))
+        wiring.connect(m, wiring.flipped(self.wr_data), wr.data)
+        return m
