@@ -194,7 +194,8 @@ def quantize(graph: Graph, weights: dict, calib_x, *, percentile: float | None =
             else:
                 scale[name] = act_scale(name)
                 m, s = golden.quantize_multiplier(acc_scale * a.get("alpha", 1.0) / scale[name])
-                consts["multiplier"], consts["shift"] = np.int64(m), np.int64(s)
+                consts["multiplier"] = np.full(shape[1], m, dtype=np.int64)
+                consts["shift"] = np.full(shape[1], s, dtype=np.int64)
             ops.append(IntOp("gemm", name, tuple(ins), consts))
         elif node.kind == "softmax":
             scale[name] = 2.0 ** -SOFTMAX_OUT_FRAC

@@ -7,9 +7,12 @@ one accelerator command:
 
 ``gemm``          ``C = A @ B (+ bias)`` in INT32 (:func:`~intformer.sw.golden.gemm`),
                   ``B`` transposed first when ``consts["transpose_b"]``; then, if
-                  ``consts`` has ``multiplier``/``shift`` (one per output column,
-                  or one for all), :func:`~intformer.sw.golden.requantize` to INT8,
-                  otherwise the INT32 accumulators are the output.
+                  ``consts`` has ``multiplier``/``shift`` (int64 arrays, one entry per
+                  output column: per-channel weights, or one value repeated),
+                  :func:`~intformer.sw.golden.requantize` to INT8, otherwise the INT32
+                  accumulators are the output (attention scores feeding a Softmax).
+                  ``inputs`` are ``(A, B)`` or ``(A, B, bias)``; ``B`` is a constant
+                  weight (in, out) or an activation (``K`` or ``V`` of one head).
 ``softmax``       :func:`~intformer.sw.golden.softmax` with ``consts["params"]``
 ``gelu``          :func:`~intformer.sw.golden.gelu` with ``consts["params"]``
 ``layernorm``     :func:`~intformer.sw.golden.layernorm` with ``consts["params"]``

@@ -117,7 +117,8 @@ def test_integer_model_constants_are_integers(norm):
         assert op.kind in OP_KINDS
         _ints_only(op.consts, op.output)
         if op.kind == "gemm" and "multiplier" in op.consts:
-            m = np.asarray(op.consts["multiplier"])
+            m = op.consts["multiplier"]
+            assert m.shape == op.consts["shift"].shape == (model.tensors[op.output].shape[1],)
             assert np.all((m > 0) & (m < 1 << MULT_WIDTH))
     for t in model.tensors.values():
         if t.is_const:
