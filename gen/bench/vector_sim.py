@@ -1,0 +1,174 @@
+"""Simulation side of the vector units (GELU, residual add, Softmax, LayerNorm):
+rows to beats and back, constants, and the ``intformer bench`` cocotb test.
+
+Runs inside cocotb (1.9 or 2.x): imports neither Amaranth nor :mod:`intformer.hw`.
+Parameters come from ``ports.json`` (``params``), written by the harness.
+"""
+
+from __future__ import annotations
+
+import json
+
+import cocotb
+import numpy as np
+from cocotb.triggers import RisingEdge
+
+from intformer.gen.sim.drivers import StreamSink, StreamSource, reset, rng, start_clock
+from intformer.gen.sim.payload import Packer, build_path, load_ports
+from intformer.sw import golden
+
+__all__ = ["rows_to_beats", "beats_to_rows", "VectorTB", "golden_rows", "params_for",
+           "random_scales", "run_bench"]
+
+
+def rows_to_beats(rows, lanes: int, *, extra_rows=None, extra_key: str = "b") -> list[dict]:
+    """Beats of the rows (lists of ints): ``lanes`` elements each, the last beat of a
+    row partial (``count``) and marked ``last``; ``extra_rows`` go into field
+    ``extra_key`` beside ``data`` (the second operand of the residual add)."""
+    beats = []
+    for r, row in enumerate(rows):
+        row = [int(v) for v in row]
+        other = None if extra_rows is None else [int(v) for v in extra_rows[r]]
+        for start in range(0, len(row), lanes):
+            chunk = row[start:start + lanes]
+            beat = {"data": chunk + [0] * (lanes - len(chunk)), "count": len(chunk),
+                    "last": int(start + lanes >= len(row))}
+            if other is not None:
+                part = other[start:start + lanes]
+                beat[extra_key] = part + [0] * (lanes - len(part))
+            beats.append(beat)
+    return beats
+
+
+def beats_to_rows(beats) -> list[list[int]]:
+    """Rows from output beats; checks that lanes at or above ``count`` are 0."""
+    rows, current = [], []
+    for beat in beats:
+        n = beat["count"]
+        assert 1 <= n <= len(beat["data"]), f"output beat count {n} out of range"
+        assert all(v == 0 for v in beat["data"][n:]), f"lanes past count not 0: {beat}"
+        current += beat["data"][:n]
+        if beat["last"]:
+            rows.append(current)
+            current = []
+    assert not current, "output ended inside a row"
+    return rows
+
+
+def random_scales(r, unit: str) -> tuple:
+    """Realistic scales for ``unit``, drawn log-uniformly."""
+    def logu(lo, hi):
+        return float(np.exp(r.uniform(np.log(lo), np.log(hi))))
+    if unit == "gelu":
+        return (logu(1e-5, 0.1), logu(5e-3, 0.2))
+    if unit == "softmax":
+        return (logu(1e-5, 0.5),)
+    if unit == "residual":
+        return (logu(5e-3, 0.2), logu(5e-3, 0.2), logu(5e-3, 0.2))
+    raise ValueError(f"Unknown vector unit {unit!r}")
+
+
+def params_for(unit: str, scales: tuple):
+    """The golden params object for ``unit`` from its scales."""
+    return {"gelu": golden.gelu_params, "softmax": golden.softmax_params,
+            "residual": golden.residual_params}[unit](*scales)
+
+
+def golden_rows(unit: str, p, rows, other_rows=None) -> list[list[int]]:
+    """Expected output rows."""
+    out = []
+    for k, row in enumerate(rows):
+        x = np.array(row, dtype=np.int64)
+        if unit == "gelu":
+            y = golden.gelu(x, p)
+        elif unit == "softmax":
+            y = golden.softmax(x, p)
+        elif unit == "residual":
+            y = golden.residual_add(x, np.array(other_rows[k], dtype=np.int64), p)
+        elif unit == "layernorm":
+            y = golden.layernorm(x, p)
+        else:
+            raise ValueError(f"Unknown vector unit {unit!r}")
+        out.append([int(v) for v in y])
+    return out
+
+
+class VectorTB:
+    """Clock, reset, the ``i``/``o`` streams and the ``consts`` port of a vector unit."""
+
+    def __init__(self, dut, *, side: str | None = None):
+        self.dut = dut
+        info = load_ports()
+        self.params = info["params"]
+        self.lanes = self.params["lanes"]
+        self.ports = info["ports"]
+        start_clock(dut.clk)
+        self.source = StreamSource(dut, "i")
+        self.sink = StreamSink(dut, "o")
+        self.side = StreamSource(dut, side) if side else None
+        self._consts = Packer(self.ports["consts"]) if "consts" in self.ports else None
+
+    async def reset(self):
+        await reset(self.dut)
+
+    def set_consts(self, values: dict) -> None:
+        """Drive the ``consts`` port from a params dataclass's fields (by name)."""
+        self.dut.consts.value = self._consts.pack(values)
+
+    def set_idle_generator(self, generator):
+        self.source.set_pause_generator(generator)
+        if self.side is not None:
+            self.side.set_pause_generator(generator)
+
+    def set_backpressure_generator(self, generator):
+        self.sink.set_pause_generator(generator)
+
+    async def run_rows(self, rows, *, extra_rows=None, timeout_cycles: int = 200000):
+        """Send rows, return the output rows."""
+        beats = rows_to_beats(rows, self.lanes, extra_rows=extra_rows)
+        self.source.send(beats)
+        out_beats = await self.sink.recv(len(beats), timeout_cycles=timeout_cycles)
+        return beats_to_rows(out_beats)
+
+
+@cocotb.test()
+async def run_bench(dut):
+    """``intformer bench``: stream rows back to back, measure, check bit-exactly,
+    write ``bench.json`` into the build folder."""
+    tb = VectorTB(dut, side=load_ports()["params"].get("side"))
+    params = tb.params
+    unit, length, nrows = params["unit"], params["length"], params["rows"]
+    r = rng()
+    g = np.random.default_rng(r.getrandbits(32))
+    await tb.reset()
+    p = params_for(unit, tuple(params["scales"]))
+    tb.set_consts(p.__dict__)
+    width = params["in_width"]
+    rows = [list(g.integers(-(1 << (width - 1)), 1 << (width - 1), length)) for _ in range(nrows)]
+    beats = rows_to_beats(rows, tb.lanes)
+    first_out = None
+    cycle = 0
+    tb.source.send(beats)
+    start = None
+    while tb.sink.count < len(beats):
+        await RisingEdge(dut.clk)
+        cycle += 1
+        if start is None and tb.source.count > 0:
+            start = cycle - 1
+        if first_out is None and tb.sink.count > 0:
+            first_out = cycle
+        if cycle > 100 * len(beats) + 10000:
+            raise AssertionError("bench timed out")
+    got = beats_to_rows([tb.sink.queue.popleft() for _ in range(len(beats))])
+    want = golden_rows(unit, p, rows)
+    mismatches = sum(int(a != b) for ra, rb in zip(got, want, strict=True)
+                     for a, b in zip(ra, rb, strict=True))
+    cycles = cycle - start
+    result = {"unit": unit, "lanes": tb.lanes, "length": length, "rows": nrows,
+              "elements": length * nrows, "cycles": cycles,
+              "elements_per_cycle": length * nrows / cycles,
+              "efficiency": length * nrows / cycles / tb.lanes,
+              "latency_cycles": first_out - start, "mismatches": mismatches,
+              "bit_exact": mismatches == 0}
+    (build_path() / "bench.json").write_text(json.dumps(result))
+    assert mismatches == 0, f"{mismatches} outputs differ from the golden model"

@@ -1,0 +1,154 @@
+"""Fully pipelined integer GELU (I-BERT i-erf), bit-exact with
+:func:`intformer.sw.golden.gelu`."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..sw.golden.gelu import IN_BITS, U_BITS
+from .vector import VectorLayout, check_int, round_shift, saturate
+
+__all__ = ["GeluConsts", "Gelu"]
+
+
+class GeluConsts(data.StructLayout):
+    """Run-time constants of :class:`Gelu`: the fields of
+    :class:`intformer.sw.golden.gelu.GeluParams`, with these widths.
+
+    Fields
+    ------
+    in_mult : unsigned(16)
+    in_shift : unsigned(6)
+    clip : unsigned(13)
+    poly_c : unsigned(24)
+    out_mult : unsigned(16)
+    out_shift : unsigned(6)
+    """
+
+    def __init__(self):
+        super().__init__({
+            "in_mult": unsigned(16), "in_shift": unsigned(6), "clip": unsigned(13),
+            "poly_c": unsigned(24), "out_mult": unsigned(16), "out_shift": unsigned(6),
+        })
+
+
+class Gelu(wiring.Component):
+    """Integer GELU of ``lanes`` elements per cycle, requantized to INT8.
+
+    Computes exactly :func:`intformer.sw.golden.gelu` (see its numeric contract)
+    in :attr:`latency` register stages: input multiply; rounding shift and
+    saturation to the 18-bit fixed point ``u``; clipping; square; i-erf
+    polynomial; ``u * h``; output multiply; rounding shift and saturation.
+    One beat per cycle; the pipeline stalls as a whole when the output is not
+    ready, so ``i.ready`` follows ``o.ready`` once the pipeline is full.
+
+    ``count`` and ``last`` pass through unchanged (see :mod:`intformer.hw.vector`);
+    lanes at or above ``count`` give 0.
+
+    Parameters
+    ----------
+    lanes : int
+        Elements per beat (1 to 64).
+    in_width : int
+        Width of the signed inputs (2 to 32; 32 for INT32 accumulators).
+
+    Members
+    -------
+    i : In(stream.Signature(VectorLayout(in_width, lanes)))
+        Inputs.
+    o : Out(stream.Signature(VectorLayout(8, lanes)))
+        INT8 outputs.
+    consts : In(GeluConsts())
+        Run-time constants from :func:`intformer.sw.golden.gelu_params`; hold
+        them steady while beats are in flight.
+
+    Raises
+    ------
+    TypeError
+        If a parameter is not an integer.
+    ValueError
+        If a parameter is out of range.
+    """
+
+    def __init__(self, lanes: int, *, in_width: int = 32):
+        check_int("GELU", "lanes", lanes, 1, 64)
+        check_int("GELU", "in_width", in_width, 2, IN_BITS)
+        self._lanes = lanes
+        self._in_width = in_width
+        super().__init__({
+            "i": In(stream.Signature(VectorLayout(in_width, lanes))),
+            "o": Out(stream.Signature(VectorLayout(8, lanes))),
+            "consts": In(GeluConsts()),
+        })
+
+    @property
+    def lanes(self) -> int:
+        return self._lanes
+
+    @property
+    def in_width(self) -> int:
+        return self._in_width
+
+    @property
+    def latency(self) -> int:
+        """Cycles from an accepted input beat to its output beat, without stalls."""
+        return 8
+
+    @property
+    def throughput(self) -> int:
+        """Elements per cycle in steady state (one beat per cycle)."""
+        return self._lanes
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        c = self.consts
+        stages = self.latency
+
+        valid = Signal(stages)
+        advance = Signal()
+        m.d.comb += [
+            advance.eq(~self.o.valid | self.o.ready),
+            self.i.ready.eq(advance),
+            self.o.valid.eq(valid[-1]),
+        ]
+        # The markers travel beside the data, one register per stage.
+        count = [Signal.like(self.i.payload.count, name=f"count{k}") for k in range(stages)]
+        last = [Signal(name=f"last{k}") for k in range(stages)]
+        with m.If(advance):
+            m.d.sync += valid.eq(Cat(self.i.valid, valid[:-1]))
+            m.d.sync += [count[0].eq(self.i.payload.count), last[0].eq(self.i.payload.last)]
+            m.d.sync += [count[k].eq(count[k - 1]) for k in range(1, stages)]
+            m.d.sync += [last[k].eq(last[k - 1]) for k in range(1, stages)]
+        m.d.comb += [self.o.payload.count.eq(count[-1]), self.o.payload.last.eq(last[-1])]
+
+        ub = U_BITS
+        for lane in range(self._lanes):
+            def reg(shape, name, lane=lane):
+                return Signal(shape, name=f"{name}{lane}")
+            p1 = reg(signed(self._in_width + 17), "p1")
+            u1 = reg(signed(ub), "u1")
+            u2, d2 = reg(signed(ub), "u2"), reg(signed(14), "d2")
+            u3, dsq3 = reg(signed(ub), "u3"), reg(unsigned(26), "dsq3")
+            u4, h4 = reg(signed(ub), "u4"), reg(unsigned(26), "h4")
+            p5 = reg(signed(ub + 27), "p5")
+            p6 = reg(signed(ub + 27 + 17), "p6")
+            y = reg(signed(8), "y")
+            mag = Mux(u1 < 0, -u1, u1)
+            with m.If(advance):
+                m.d.sync += [
+                    p1.eq(self.i.payload.data[lane] * c.in_mult),
+                    u1.eq(saturate(round_shift(p1, c.in_shift), ub)),
+                    u2.eq(u1),
+                    d2.eq(Mux(mag < c.clip, mag, c.clip) - c.clip),
+                    u3.eq(u2),
+                    dsq3.eq(d2 * d2),
+                    u4.eq(u3),
+                    h4.eq(Mux(u3 < 0, dsq3, (c.poly_c << 1) - dsq3)),
+                    p5.eq(u4 * h4),
+                    p6.eq(p5 * c.out_mult),
+                    y.eq(Mux(lane < count[-2], saturate(round_shift(p6, c.out_shift), 8), 0)),
+                ]
+            m.d.comb += self.o.payload.data[lane].eq(y)
+        return m

@@ -1,0 +1,83 @@
+"""What the vector units (GELU, residual add, Softmax, LayerNorm) share: the beat
+layout of their streams and the integer helpers that mirror
+:mod:`intformer.sw.golden.requant`.
+
+Every vector stream carries ``lanes`` elements per beat plus two markers:
+
+``count``
+    Valid elements in this beat, 1 to ``lanes``, in the low lanes; the others
+    are ignored on input and 0 on output. Only the last beat of a row may be
+    partial.
+``last``
+    This beat ends a row. Elementwise units (GELU, residual) pass both markers
+    through; the row units (Softmax, LayerNorm) use them to delimit rows.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Const, Mux, Value, signed, unsigned
+from amaranth.lib import data
+
+__all__ = ["VectorLayout", "round_shift", "saturate", "check_int", "count_width"]
+
+
+def count_width(lanes: int) -> int:
+    """Width of a ``count`` field that holds 0 to ``lanes``."""
+    return lanes.bit_length()
+
+
+class VectorLayout(data.StructLayout):
+    """One beat of a vector stream.
+
+    Fields
+    ------
+    data : ArrayLayout(signed(width), lanes)
+    count : unsigned(count_width(lanes))
+        Valid elements in this beat (1 to ``lanes``).
+    last : unsigned(1)
+        The beat ends a row.
+    extra : dict
+        More fields (for example a second operand), added after these.
+    """
+
+    def __init__(self, width: int, lanes: int, *, extra: dict | None = None):
+        super().__init__({
+            "data": data.ArrayLayout(signed(width), lanes),
+            "count": unsigned(count_width(lanes)),
+            "last": unsigned(1),
+            **(extra or {}),
+        })
+
+
+def round_shift(value: Value, shift: Value) -> Value:
+    """``round_shift(value, shift)`` of the golden model: divide by ``2**shift``,
+    rounding to nearest with ties away from zero (a combinational expression).
+
+    ``value`` is signed; ``shift`` unsigned (any width). The sum is formed one bit
+    wider than ``value`` so the tie at the most negative value rounds correctly.
+    """
+    value = value.as_signed()
+    w = len(value) + 1
+    sw = len(shift)
+    half = (Const(1, w) << (shift - 1)[:sw])[:w]
+    bias = Mux(shift == 0, 0, half - value[-1])
+    rounded = (value + bias) >> shift
+    # A shift of w or more leaves less than a quarter in magnitude: the result is 0.
+    return Mux(shift >= w, 0, rounded)
+
+
+def saturate(value: Value, bits: int) -> Value:
+    """Clamp a signed value to the signed ``bits``-bit range."""
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return Mux(value > hi, Const(hi, signed(bits)),
+               Mux(value < lo, Const(lo, signed(bits)), value[:bits].as_signed()))
+
+
+def check_int(owner: str, name: str, value, lo: int, hi: int) -> int:
+    """Check a constructor parameter: ``TypeError`` if not an integer, ``ValueError``
+    if outside ``[lo, hi]``; messages name the unit, the parameter and the value."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{owner} {name} must be an integer, not {value!r}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{owner} {name} must be between {lo} and {hi}, not {value}")
+    return value

@@ -1,0 +1,86 @@
+"""GELU unit against intformer.sw.golden.gelu: random constants from realistic
+scales, random rows, extremes, input gaps and output backpressure."""
+
+import cocotb
+import numpy as np
+import pytest
+
+from intformer.gen.bench.vector_sim import VectorTB, golden_rows, params_for, random_scales
+from intformer.gen.sim.drivers import PAUSE_PATTERNS, pause_generator, rng
+from intformer.sw.golden import gelu_params
+
+
+def check(got, want, what):
+    for k, (a, b) in enumerate(zip(got, want, strict=True)):
+        assert a == b, f"{what}: row {k} differs\n got {a}\nwant {b}"
+
+
+@cocotb.test()
+async def run_gelu(dut):
+    tb = VectorTB(dut)
+    r = rng()
+    g = np.random.default_rng(r.getrandbits(32))
+    width, lanes = tb.params["in_width"], tb.lanes
+    lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
+    await tb.reset()
+    lengths = [1, 2, max(lanes - 1, 1), lanes, lanes + 1, 3 * lanes + 2]
+    for idle in PAUSE_PATTERNS:
+        for backpressure in PAUSE_PATTERNS:
+            tb.set_idle_generator(pause_generator(idle, r))
+            tb.set_backpressure_generator(pause_generator(backpressure, r))
+            scales = random_scales(r, "gelu")
+            if width <= 8:
+                scales = (scales[0] * 1000 if scales[0] < 1e-3 else scales[0], scales[1])
+            p = params_for("gelu", scales)
+            tb.set_consts(p.__dict__)
+            rows = [list(g.integers(lo, hi + 1, n) >> int(g.integers(0, width)))
+                    for n in lengths]
+            got = await tb.run_rows(rows)
+            check(got, golden_rows("gelu", p, rows), f"scales {scales}")
+    # Extremes: the input range ends, saturation both ways, the clipping point.
+    tb.set_idle_generator(pause_generator("none", r))
+    tb.set_backpressure_generator(pause_generator("none", r))
+    for in_scale, out_scale in ((0.1, 0.01), (1e-3, 1e-3), (2.0 ** -10, 1.0), (0.05, 0.002)):
+        if width > 8 or in_scale > 1e-3:
+            p = gelu_params(in_scale, out_scale)
+            tb.set_consts(p.__dict__)
+            row = [lo, hi, 0, 1, -1, lo + 1, hi - 1] + [int(v) for v in
+                                                        np.linspace(lo, hi, 4 * lanes + 3)]
+            got = await tb.run_rows([row])
+            check(got, golden_rows("gelu", p, [row]), f"extremes {in_scale}, {out_scale}")
+    assert not tb.sink.queue, "unexpected extra output beats"
+
+
+def _run(sim, lanes, in_width):
+    from intformer.gen.sim import harness
+    from intformer.hw.gelu import Gelu
+
+    dut = Gelu(lanes, in_width=in_width)
+    path = harness.build_dir(f"gelu_l{lanes}_w{in_width}_{sim}")
+    source = harness.emit(dut, path, params={"lanes": lanes, "in_width": in_width,
+                                             "latency": dut.latency})
+    harness.run(sim=sim, sources=[source], toplevel="top", test_module="tb.gelu.test_gelu",
+                path=path)
+
+
+@pytest.mark.parametrize("lanes,in_width", [(8, 32), (3, 8)])
+def test_gelu(sim, lanes, in_width):
+    _run(sim, lanes, in_width)
+
+
+@pytest.mark.icarus_only
+@pytest.mark.parametrize("lanes,in_width", [(1, 32), (5, 16)])
+def test_gelu_sweep(sim, lanes, in_width):
+    _run(sim, lanes, in_width)
+
+
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+def test_gelu_parameter_errors():
+    from intformer.hw.gelu import Gelu
+
+    with pytest.raises(ValueError, match="GELU lanes must be between 1 and 64, not 0"):
+        Gelu(0)
+    with pytest.raises(ValueError, match="GELU in_width must be between 2 and 32, not 33"):
+        Gelu(4, in_width=33)
+    with pytest.raises(TypeError, match="GELU lanes must be an integer, not '4'"):
+        Gelu("4")
