@@ -8,7 +8,7 @@ machine would.
 
 from __future__ import annotations
 
-__all__ = ["CommandSet", "Command"]
+__all__ = ["CommandSet", "Command", "Checker"]
 
 
 class Command:
@@ -135,3 +135,95 @@ class CommandSet:
                              f"{self.bytes}-byte commands")
         return [self.decode(int.from_bytes(blob[i:i + self.bytes], "little"))
                 for i in range(0, len(blob), self.bytes)]
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+class Checker:
+    """The rules the command processor enforces before it dispatches a command.
+
+    :meth:`error` returns the name of the error (a key of the manifest's ``errors``)
+    that the hardware reports for a command, or ``"none"``. The checks run in a fixed
+    order and the first failing one decides, in the order the hardware uses:
+    dependency flags, zero dimensions, shapes and absent units, then each local
+    operand in field order, then the DMA window.
+
+    Parameters
+    ----------
+    manifest : dict
+        The manifest of the design (``config``, ``derived`` and ``commands``).
+    """
+
+    def __init__(self, manifest: dict):
+        self.commands = CommandSet(manifest)
+        c, d = manifest["config"], manifest["derived"]
+        self.rows = {"spad": d["spad_rows"], "acc": d["acc_rows"]}
+        self.row_bytes = {"spad": d["spad_row_bytes"], "acc": d["acc_row_bytes"]}
+        self.row_elems = {"spad": d["spad_row_bytes"], "acc": c["array_cols"]}
+        self.array_rows, self.array_cols = c["array_rows"], c["array_cols"]
+        self.max_row = c["vector_max_row"]
+        self.units = {u for u in ("softmax", "gelu", "layernorm", "residual")
+                      if c.get(f"has_{u}")}
+        self.n_constants = self.commands.constants.get("count", 0)
+        self._spaces = {v: k for k, v in self.commands.spaces.items()}
+
+    def error(self, name: str, f: dict[str, int], *, window_bytes: int) -> str:
+        queue = self.commands.queue(name)
+        if queue == "load" and (f.get("pop_prev") or f.get("push_prev")):
+            return "bad_dependency"
+        if queue == "store" and (f.get("pop_next") or f.get("push_next")):
+            return "bad_dependency"
+        ranges = []  # (space, first row, rows, stride, chunks) per local operand
+        if name in ("load", "store"):
+            if f["rows"] == 0 or f["row_bytes"] == 0:
+                return "zero_length"
+            space = self._spaces[f["space"]]
+            chunks = _ceil_div(f["row_bytes"], self.row_bytes[space])
+            ranges.append((space, f["loc"], f["rows"], f["loc_stride"], chunks))
+        elif name == "gemm":
+            if f["m"] == 0 or f["k"] == 0 or f["n"] == 0:
+                return "zero_length"
+            if f["k"] > self.array_rows or f["n"] > self.array_cols:
+                return "bad_shape"
+            ranges += [("spad", f["a"], f["m"], f["a_stride"], 1),
+                       ("spad", f["b"], 1, 0, f["k"]),
+                       ("acc", f["c"], 1, 0, f["m"])]
+            if f["use_bias"]:
+                ranges.append(("acc", f["bias"], 1, 0, 1))
+        elif name == "requant":
+            if f["rows"] == 0:
+                return "zero_length"
+            ranges += [("acc", f["src"], 1, 0, f["rows"]),
+                       ("spad", f["dst"], f["rows"], f["dst_stride"], 1),
+                       ("acc", f["scale"], 1, 0, 1)]
+        elif name in ("gelu", "softmax", "layernorm", "residual"):
+            if name not in self.units:
+                return "unit_absent"
+            if f["rows"] == 0 or f["length"] == 0:
+                return "zero_length"
+            if f["length"] > self.max_row:
+                return "bad_shape"
+            src, dst = self._spaces[f["src_space"]], self._spaces[f["dst_space"]]
+            ranges.append((src, f["src"], f["rows"], f["src_stride"],
+                           _ceil_div(f["length"], self.row_elems[src])))
+            if name in ("residual", "layernorm"):
+                src2 = self._spaces[f["src2_space"]]
+                chunks = _ceil_div(f["length"], self.row_elems[src2])
+                if name == "residual":
+                    ranges.append((src2, f["src2"], f["rows"], f["src2_stride"], chunks))
+                else:  # gamma then beta, shared by every row
+                    ranges.append((src2, f["src2"], 1, 0, 2 * chunks))
+            ranges.append((dst, f["dst"], f["rows"], f["dst_stride"],
+                           _ceil_div(f["length"], self.row_elems[dst])))
+        elif name == "set_const":
+            if f["index"] >= self.n_constants:
+                return "bad_constant"
+        for space, first, rows, stride, chunks in ranges:
+            if first + (rows - 1) * stride + chunks > self.rows[space]:
+                return f"{space}_range"
+        if name in ("load", "store"):
+            if f["dram"] + (f["rows"] - 1) * f["dram_stride"] + f["row_bytes"] > window_bytes:
+                return "dma_window"
+        return "none"
