@@ -1,0 +1,72 @@
+"""The lint gate: ``verilator --lint-only -Wall`` and ``iverilog`` parsing of generated
+Verilog, with the one list of waivers that simulations use as well.
+
+Each waiver is for a construct that Amaranth's Verilog backend (Yosys
+``write_verilog``) emits in correct designs; the README section "Lint waivers"
+explains each. The waivers use Verilator's umbrella warning names (``WIDTH``,
+``UNUSED``), which every Verilator from 4.x to 5.x accepts: 5.006 (Debian 12)
+rejects the finer names (``WIDTHEXPAND``, ``WIDTHTRUNC``) that later releases
+split ``WIDTH`` into, and in those releases the umbrella name still turns off
+all of its parts.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["WAIVERS", "VERILATOR_WAIVERS", "LintResult", "verilator_lint", "iverilog_parse"]
+
+#: (Verilator warning code, the construct that triggers it).
+WAIVERS: tuple[tuple[str, str], ...] = (
+    ("DECLFILENAME", "one generated file holds the top and its submodules, so module and "
+                     "file names differ"),
+    ("UNUSED", "Yosys keeps whole intermediate values of which only some bits are read "
+               "(for example the carry bit of a sum)"),
+    ("WIDTH", "Yosys relies on Verilog's implicit extension and truncation of operands in "
+              "arithmetic and comparisons"),
+    ("CASEINCOMPLETE", "Amaranth FSMs and Switch statements with no default leave "
+                       "unreachable encodings of the state register uncovered"),
+    ("CASEOVERLAP", "If/Elif chains become casez statements whose patterns overlap and "
+                    "are taken in priority order"),
+    ("PINCONNECTEMPTY", "submodule outputs that nothing reads are connected as empty ports"),
+)
+
+#: Verilator options that apply :data:`WAIVERS`.
+VERILATOR_WAIVERS: tuple[str, ...] = tuple(f"-Wno-{code}" for code, _ in WAIVERS)
+
+
+@dataclass(frozen=True)
+class LintResult:
+    """What a linter said: ``ok`` and its combined output."""
+
+    tool: str
+    ok: bool
+    output: str
+
+
+def _require(tool: str) -> str:
+    exe = shutil.which(tool)
+    if exe is None:
+        raise RuntimeError(f"{tool} is not installed (apt-get install {tool})")
+    return exe
+
+
+def verilator_lint(sources: list[Path], *, top: str) -> LintResult:
+    """``verilator --lint-only -Wall`` with :data:`VERILATOR_WAIVERS` on ``sources``."""
+    exe = _require("verilator")
+    proc = subprocess.run([exe, "--lint-only", "-Wall", *VERILATOR_WAIVERS, "--top-module", top,
+                           *map(str, sources)], capture_output=True, text=True)
+    return LintResult("verilator", proc.returncode == 0 and "%Warning" not in proc.stderr,
+                      proc.stdout + proc.stderr)
+
+
+def iverilog_parse(sources: list[Path], *, top: str) -> LintResult:
+    """``iverilog -g2012`` elaboration of ``sources`` (no output file)."""
+    exe = _require("iverilog")
+    proc = subprocess.run([exe, "-g2012", "-s", top, "-o", "/dev/null", *map(str, sources)],
+                          capture_output=True, text=True)
+    return LintResult("iverilog", proc.returncode == 0 and not proc.stderr.strip(),
+                      proc.stdout + proc.stderr)
