@@ -29,6 +29,8 @@ from amaranth.back import verilog
 from amaranth.hdl import Shape
 from amaranth.lib import data, wiring
 
+from ..lint import VERILATOR_WAIVERS
+
 __all__ = ["REPO", "BUILD_ROOT", "SIMULATORS", "emit", "run", "build_dir",
            "describe_shape", "verilator_version", "python_for", "VERILATOR_WAIVERS"]
 
@@ -42,16 +44,6 @@ SIMULATORS = ("icarus", "verilator")
 COCOTB2_MIN_VERILATOR = (5, 36)
 #: What the cocotb 1.9 side environment holds (besides intformer itself, without deps).
 COCOTB1_REQUIREMENTS = ("cocotb==1.9.2", "cocotbext-axi>=0.1.24,<0.2", "numpy", "pytest")
-
-#: Lint waivers for constructs Amaranth/Yosys emit (see README, "Lint waivers").
-VERILATOR_WAIVERS = (
-    "-Wno-DECLFILENAME",   # the generated file holds several modules
-    "-Wno-UNUSED",         # Yosys keeps unused bits of wide intermediate values
-    "-Wno-WIDTH",          # Yosys pads and truncates operands implicitly in arithmetic
-    "-Wno-CASEOVERLAP",    # priority cases from Amaranth's If/Elif chains
-    "-Wno-CASEINCOMPLETE",
-    "-Wno-PINCONNECTEMPTY",
-)
 
 
 def build_dir(name: str, root: Path | None = None) -> Path:
