@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Signal, signed
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -221,8 +221,9 @@ class SystolicArray(wiring.Component):
                         m.d.sync += w1.eq(wcol[j])
                     with m.Else():
                         m.d.sync += w0.eq(wcol[j])
-                weight = Signal(signed(ow), name=f"wsel{r}_{j}")
-                m.d.comb += weight.eq(Array([w0, w1])[s_in[r][j]])
+                # A continuous mux, not a combinational process: Icarus never runs
+                # an always @* whose inputs never change (a weight that stays 0).
+                weight = Mux(s_in[r][j], w1, w0)
                 prod = Signal(signed(2 * ow), name=f"prod{r}_{j}")
                 psum = Signal(signed(aw), name=f"psum{r}_{j}")
                 with m.If(adv):

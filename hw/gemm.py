@@ -1,0 +1,608 @@
+"""GEMM engine: ``C = requant(A x B + bias)`` over any M, K, N on the systolic array.
+
+Memory layout (addresses count rows; a scratchpad row holds ``spad_row_bytes`` INT8
+values, an accumulator row ``array_cols`` INT32 values, as in :mod:`intformer.hw.isa`).
+With ``R = array_rows``, ``C = array_cols``, ``KT = ceil(K / R)``, ``NT = ceil(N / C)``:
+
+===========  =========  ==========================================================
+operand      memory     row ``addr + i * stride + chunk`` holds
+===========  =========  ==========================================================
+A            scratchpad ``A[m, kt*R : kt*R + R]`` at ``a + m * a_stride + kt``
+                        (low ``R`` bytes of the row)
+B            scratchpad ``B[k, nt*C : nt*C + C]`` at ``b + k * b_stride + nt``
+                        (low ``C`` bytes), for ``k < K`` only
+INT32 C      accumulator ``C[m, nt*C : nt*C + C]`` at ``c + m * c_stride + nt``;
+                        also the partial sums while K is accumulated
+INT8 C       scratchpad ``requant(C)[m, nt*C : ...]`` at ``d + m * d_stride + nt``
+                        (low ``C`` bytes; the rest of the row is written as 0)
+bias         accumulator ``bias[nt*C : nt*C + C]`` at ``bias + nt``
+scale        accumulator per-channel constants at ``scale + nt``: lane ``j`` holds the
+                        multiplier in bits ``0 .. mult_width-1`` and the shift in
+                        the 6 bits above
+===========  =========  ==========================================================
+
+Bytes of A past K, rows of B past K and columns of B past N are never used (the
+engine feeds zero weights there), so padding may hold anything. Accumulator
+lanes past N receive bias/accumulated padding values; INT8 lanes past N are 0
+only if the bias lanes past N are 0 (they are requantized like the others).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Signal, signed, unsigned
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .config import Config
+from .memories import BankedMemory, ReadPortSignature, WritePortSignature
+from .requant import Requantizer
+from .systolic import SystolicArray
+
+__all__ = ["GemmCommand", "GemmEngine", "GemmUnit", "DIM_WIDTH", "STRIDE_WIDTH"]
+
+#: Width of the M, K and N fields of a command.
+DIM_WIDTH = 16
+#: Width of the stride fields of a command.
+STRIDE_WIDTH = 16
+SHIFT_WIDTH = 6
+
+
+def _addr_width(rows: int) -> int:
+    return max(1, (rows - 1).bit_length())
+
+
+class GemmCommand(data.StructLayout):
+    """One GEMM descriptor (see the module docstring for the memory layout).
+
+    Fields
+    ------
+    a, b, d : scratchpad row addresses; a_stride, b_stride, d_stride : rows
+    c, bias, scale : accumulator row addresses; c_stride : rows
+    m, k, n : dimensions, 1 or more
+    accumulate : start from the accumulator rows at ``c`` instead of 0
+    use_bias : add the bias row once (with ``accumulate``: on top of the old value)
+    requant : requantize the result into the scratchpad at ``d`` instead of writing
+        INT32 results to ``c`` (``c`` still holds partial sums when K > array_rows)
+    per_channel : take multiplier and shift per column from ``scale``, else ``mult``
+        and ``shift`` for the whole tensor
+    mult, shift : per-tensor requantization constants
+    """
+
+    def __init__(self, config: Config):
+        spad, acc = _addr_width(config.spad_rows), _addr_width(config.acc_rows)
+        super().__init__({
+            "a": spad, "a_stride": STRIDE_WIDTH,
+            "b": spad, "b_stride": STRIDE_WIDTH,
+            "c": acc, "c_stride": STRIDE_WIDTH,
+            "d": spad, "d_stride": STRIDE_WIDTH,
+            "bias": acc, "scale": acc,
+            "m": DIM_WIDTH, "k": DIM_WIDTH, "n": DIM_WIDTH,
+            "accumulate": 1, "use_bias": 1, "requant": 1, "per_channel": 1,
+            "mult": config.requant_mult_width, "shift": SHIFT_WIDTH,
+        })
+
+
+class _Tag(data.StructLayout):
+    """What an activation row carries through the array to the output stage."""
+
+    def __init__(self, spad_aw: int, acc_aw: int):
+        super().__init__({
+            "c_row": acc_aw, "d_row": spad_aw,
+            "first": 1,     # first K tile: add the bias
+            "from_acc": 1,  # start from the accumulator row (K tile > 0, or accumulate)
+            "final": 1,     # last K tile: the result leaves (requantized or INT32)
+            "pop": 1,       # last row of an N tile: its constants are used up
+            "end": 1,       # last row of the command
+        })
+
+
+class _Consts(data.StructLayout):
+    def __init__(self, lanes: int, acc_width: int, mult_width: int):
+        super().__init__({
+            "bias": data.ArrayLayout(signed(acc_width), lanes),
+            "mult": data.ArrayLayout(unsigned(mult_width), lanes),
+            "shift": data.ArrayLayout(unsigned(SHIFT_WIDTH), lanes),
+        })
+
+
+class GemmEngine(wiring.Component):
+    """Computes one :class:`GemmCommand` at a time on an ``array_rows x array_cols``
+    :class:`~intformer.hw.systolic.SystolicArray`, reading and writing shared memories
+    through request/grant ports (:mod:`intformer.hw.memories`).
+
+    Order of work: for each N tile, for each K tile, the ``R x C`` weight tile is
+    loaded while the previous tile computes, and the M rows of A stream through;
+    each result row is added to its accumulator row (read-modify-write) or, in the
+    first K tile, started from 0 or the old accumulator value, plus the bias.
+    Results of the last K tile go to the accumulator or, requantized, to the
+    scratchpad.
+
+    Timing: one A row (``R x C`` MACs) per cycle in steady state when every port is
+    granted as it asks and ``M >= array_rows`` (the weight tile takes ``R`` cycles
+    to load); a command takes about ``NT * KT * max(M, R) + fill_latency`` cycles.
+    A port that is not granted stalls its side only. ``cmd.ready`` is high while
+    the engine is idle; ``done`` pulses for one cycle when the last result is
+    written.
+
+    Parameters
+    ----------
+    config : Config
+
+    Members
+    -------
+    cmd : In(stream.Signature(GemmCommand(config)))
+    a_rd, b_rd : Out(ReadPortSignature) on the scratchpad (A rows, B rows)
+    d_wr : Out(WritePortSignature) on the scratchpad (INT8 results)
+    acc_rd : Out(ReadPortSignature) on the accumulator (partial sums)
+    const_rd : Out(ReadPortSignature) on the accumulator (bias and scale rows)
+    c_wr : Out(WritePortSignature) on the accumulator (partial sums, INT32 results)
+    busy : Out(1)
+        From the cycle a command is accepted to its ``done``.
+    done : Out(1)
+    cycles, rows, bubbles : Out(32)
+        Of the last command: cycles from accepted to done (inclusive), A rows that
+        entered the array, and cycles between the first and the last of them in
+        which none entered.
+
+    Raises
+    ------
+    TypeError
+        If ``config`` is not a :class:`Config`.
+    ValueError
+        If the per-channel multiplier and shift do not fit an accumulator lane.
+    """
+
+    def __init__(self, config: Config):
+        if not isinstance(config, Config):
+            raise TypeError(f"GEMM engine config must be a Config, not {config!r}")
+        lane_bits = config.acc_row_bytes * 8 // config.array_cols
+        if config.requant_mult_width + SHIFT_WIDTH > lane_bits:
+            raise ValueError(f"GEMM engine scale lanes of {lane_bits} bits cannot hold a "
+                             f"{config.requant_mult_width}-bit multiplier and a "
+                             f"{SHIFT_WIDTH}-bit shift")
+        self._config = config
+        self._lane_bits = lane_bits
+        self._spad_aw = _addr_width(config.spad_rows)
+        self._acc_aw = _addr_width(config.acc_rows)
+        spad_w, acc_w = config.spad_row_bytes * 8, config.acc_row_bytes * 8
+        super().__init__({
+            "cmd": In(stream.Signature(GemmCommand(config))),
+            "a_rd": Out(ReadPortSignature(addr_width=self._spad_aw, width=spad_w)),
+            "b_rd": Out(ReadPortSignature(addr_width=self._spad_aw, width=spad_w)),
+            "d_wr": Out(WritePortSignature(addr_width=self._spad_aw, width=spad_w)),
+            "acc_rd": Out(ReadPortSignature(addr_width=self._acc_aw, width=acc_w)),
+            "const_rd": Out(ReadPortSignature(addr_width=self._acc_aw, width=acc_w)),
+            "c_wr": Out(WritePortSignature(addr_width=self._acc_aw, width=acc_w)),
+            "busy": Out(1),
+            "done": Out(1),
+            "cycles": Out(32),
+            "rows": Out(32),
+            "bubbles": Out(32),
+        })
+        self._array = SystolicArray(config.array_rows, config.array_cols,
+                                    operand_width=config.operand_width,
+                                    acc_width=config.acc_width,
+                                    tag_width=_Tag(self._spad_aw, self._acc_aw).size)
+        self._requant = Requantizer(config.array_cols, acc_width=config.acc_width,
+                                    mult_width=config.requant_mult_width,
+                                    out_width=config.operand_width)
+
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    @property
+    def array_latency(self) -> int:
+        """Cycles an A row spends in the systolic array."""
+        return self._array.latency
+
+    @property
+    def fill_latency(self) -> int:
+        """Cycles a command spends outside the steady state, without stalls: from
+        accepted to the first A row entering the array (the weight tile loads
+        first), plus from the last A row entering to its result written."""
+        c = self._config
+        # command latch, B read, FIFO, R weight rows, then A row; array; output
+        # stages S0-S2, requantizer and write
+        return 4 + c.array_rows + self.array_latency + 3 + self._requant.latency
+
+    def facts(self) -> dict:
+        """What a compiler or driver needs to know about the engine."""
+        c = self._config
+        return {
+            "array": {"rows": c.array_rows, "cols": c.array_cols,
+                      "latency": self.array_latency, "min_tile_rows": self._array.min_tile_rows,
+                      "dsp_packing": False},
+            "fill_latency": self.fill_latency,
+            "command": {name: {"offset": f.offset, "width": f.width}
+                        for name, f in GemmCommand(c)},
+            "layout": {
+                "a": "a + m * a_stride + kt: A[m, kt*R:(kt+1)*R] (scratchpad)",
+                "b": "b + k * b_stride + nt: B[k, nt*C:(nt+1)*C] (scratchpad)",
+                "c": "c + m * c_stride + nt: INT32 C[m, nt*C:(nt+1)*C] (accumulator)",
+                "d": "d + m * d_stride + nt: INT8 C[m, nt*C:(nt+1)*C] (scratchpad)",
+                "bias": "bias + nt: bias[nt*C:(nt+1)*C] (accumulator)",
+                "scale": f"scale + nt: lane j = mult | shift << {c.requant_mult_width} "
+                         f"(accumulator)",
+            },
+            "ports": {"scratchpad_read": 2, "scratchpad_write": 1,
+                      "accumulator_read": 2, "accumulator_write": 1},
+        }
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        c = self._config
+        R, C, ow, aw = c.array_rows, c.array_cols, c.operand_width, c.acc_width
+        mw, lb = c.requant_mult_width, self._lane_bits
+        tag_layout = _Tag(self._spad_aw, self._acc_aw)
+        m.submodules.array = array = self._array
+
+        cmd = Signal(GemmCommand(c))
+        busy = Signal()
+        done = Signal()
+        m.d.comb += [self.cmd.ready.eq(~busy), self.busy.eq(busy), self.done.eq(done)]
+        start = Signal()
+        m.d.comb += start.eq(self.cmd.valid & self.cmd.ready)
+        with m.If(start):
+            m.d.sync += [cmd.eq(self.cmd.payload), busy.eq(1)]
+        with m.If(done):
+            m.d.sync += busy.eq(0)
+
+        # ---- A side: rows of A with their tags into a FIFO in front of the array.
+        a_fifo = fifo.SyncFIFO(width=array.a.payload.shape().size, depth=4)
+        m.submodules.a_fifo = a_fifo
+        a_run = Signal()
+        a_ptr = Signal(self._spad_aw)      # a + m * a_stride + kt
+        a_kt = Signal(self._spad_aw)       # a + kt
+        a_krem = Signal(DIM_WIDTH)         # K - kt * R
+        a_nrem = Signal(DIM_WIDTH)         # N - nt * C
+        a_m = Signal(DIM_WIDTH)
+        a_first = Signal()
+        c_ptr = Signal(self._acc_aw)
+        c_nt = Signal(self._acc_aw)
+        d_ptr = Signal(self._spad_aw)
+        d_nt = Signal(self._spad_aw)
+        a_pend = Signal()
+        a_pend_beat = Signal(array.a.payload.shape())
+        a_beat = Signal(array.a.payload.shape())
+        a_tag = Signal(tag_layout)
+        last_m = a_m == cmd.m - 1
+        last_kt = a_krem <= R
+        last_nt = a_nrem <= C
+        m.d.comb += [
+            a_tag.c_row.eq(c_ptr), a_tag.d_row.eq(d_ptr), a_tag.first.eq(a_first),
+            a_tag.from_acc.eq(~a_first | cmd.accumulate), a_tag.final.eq(last_kt),
+            a_tag.pop.eq(last_kt & last_m), a_tag.end.eq(last_kt & last_m & last_nt),
+        ]
+        m.d.comb += [
+            self.a_rd.addr.eq(a_ptr),
+            self.a_rd.en.eq(a_run & (a_fifo.level + a_pend + 1 <= a_fifo.depth)),
+        ]
+        with m.If(start):
+            m.d.sync += [a_run.eq(1), a_ptr.eq(self.cmd.payload.a), a_kt.eq(self.cmd.payload.a),
+                         a_krem.eq(self.cmd.payload.k), a_nrem.eq(self.cmd.payload.n),
+                         a_m.eq(0), a_first.eq(1),
+                         c_ptr.eq(self.cmd.payload.c), c_nt.eq(self.cmd.payload.c),
+                         d_ptr.eq(self.cmd.payload.d), d_nt.eq(self.cmd.payload.d)]
+        m.d.sync += a_pend.eq(0)
+        with m.If(self.a_rd.en & self.a_rd.grant):
+            m.d.sync += [a_pend.eq(1), a_pend_beat.last.eq(last_m),
+                         a_pend_beat.tag.eq(a_tag),
+                         a_m.eq(a_m + 1), a_ptr.eq(a_ptr + cmd.a_stride),
+                         c_ptr.eq(c_ptr + cmd.c_stride), d_ptr.eq(d_ptr + cmd.d_stride)]
+            with m.If(last_m):
+                m.d.sync += [a_m.eq(0), c_ptr.eq(c_nt), d_ptr.eq(d_nt)]
+                with m.If(last_kt):
+                    m.d.sync += [a_first.eq(1), a_krem.eq(cmd.k), a_kt.eq(cmd.a),
+                                 a_ptr.eq(cmd.a), a_nrem.eq(a_nrem - C),
+                                 c_ptr.eq(c_nt + 1), c_nt.eq(c_nt + 1),
+                                 d_ptr.eq(d_nt + 1), d_nt.eq(d_nt + 1)]
+                    with m.If(last_nt):
+                        m.d.sync += a_run.eq(0)
+                with m.Else():
+                    m.d.sync += [a_first.eq(0), a_krem.eq(a_krem - R), a_kt.eq(a_kt + 1),
+                                 a_ptr.eq(a_kt + 1)]
+        m.d.comb += [a_beat.eq(a_pend_beat)]
+        for r in range(R):
+            m.d.comb += a_beat.data[r].eq(self.a_rd.data.word_select(r, ow))
+        m.d.comb += [
+            a_fifo.w_en.eq(a_pend), a_fifo.w_data.eq(a_beat),
+            array.a.valid.eq(a_fifo.r_rdy), array.a.payload.eq(a_fifo.r_data),
+            a_fifo.r_en.eq(array.a.ready),
+        ]
+
+        # ---- B side: weight rows, zero past K and past N, into a FIFO.
+        b_fifo = fifo.SyncFIFO(width=array.w.payload.shape().size, depth=4)
+        m.submodules.b_fifo = b_fifo
+        b_run = Signal()
+        b_ptr = Signal(self._spad_aw)
+        b_nt = Signal(self._spad_aw)
+        b_krem = Signal(DIM_WIDTH)   # rows of B left in this N tile
+        b_nrem = Signal(DIM_WIDTH)
+        b_r = Signal(range(R))
+        b_pend = Signal()
+        b_pend_zero = Signal()
+        b_pend_mask = Signal(C)
+        has_row = b_krem != 0
+        room = b_fifo.level + b_pend + 1 <= b_fifo.depth
+        b_step = Signal()
+        m.d.comb += [
+            self.b_rd.addr.eq(b_ptr),
+            self.b_rd.en.eq(b_run & has_row & room),
+            b_step.eq(b_run & room & (~has_row | self.b_rd.grant)),
+        ]
+        with m.If(start):
+            m.d.sync += [b_run.eq(1), b_ptr.eq(self.cmd.payload.b), b_nt.eq(self.cmd.payload.b),
+                         b_krem.eq(self.cmd.payload.k), b_nrem.eq(self.cmd.payload.n),
+                         b_r.eq(0)]
+        m.d.sync += b_pend.eq(0)
+        with m.If(b_step):
+            m.d.sync += [b_pend.eq(1), b_pend_zero.eq(~has_row),
+                         b_pend_mask.eq(Cat(b_nrem > j for j in range(C))),
+                         b_r.eq(b_r + 1)]
+            with m.If(has_row):
+                m.d.sync += [b_ptr.eq(b_ptr + cmd.b_stride), b_krem.eq(b_krem - 1)]
+            with m.If(b_r == R - 1):
+                m.d.sync += b_r.eq(0)
+                with m.If(b_krem <= 1):
+                    m.d.sync += [b_krem.eq(cmd.k), b_nrem.eq(b_nrem - C),
+                                 b_nt.eq(b_nt + 1), b_ptr.eq(b_nt + 1)]
+                    with m.If(b_nrem <= C):
+                        m.d.sync += b_run.eq(0)
+        w_row = Signal(array.w.payload.shape())
+        for j in range(C):
+            with m.If(~b_pend_zero & b_pend_mask[j]):
+                m.d.comb += w_row[j].eq(self.b_rd.data.word_select(j, ow))
+        m.d.comb += [
+            b_fifo.w_en.eq(b_pend), b_fifo.w_data.eq(w_row),
+            array.w.valid.eq(b_fifo.r_rdy), array.w.payload.eq(b_fifo.r_data),
+            b_fifo.r_en.eq(array.w.ready),
+        ]
+
+        # ---- Constants: bias and scale rows of each N tile, ahead of the output stage.
+        consts = _Consts(C, aw, mw)
+        k_fifo = fifo.SyncFIFO(width=consts.size, depth=2)
+        m.submodules.k_fifo = k_fifo
+        k_entry = Signal(consts)
+        k_bias_ptr = Signal(self._acc_aw)
+        k_scale_ptr = Signal(self._acc_aw)
+        k_nrem = Signal(DIM_WIDTH)
+        want_scale = cmd.requant & cmd.per_channel
+        m.d.comb += k_fifo.w_data.eq(k_entry)
+        with m.FSM():
+            with m.State("idle"):
+                with m.If(start):
+                    m.d.sync += [k_bias_ptr.eq(self.cmd.payload.bias),
+                                 k_scale_ptr.eq(self.cmd.payload.scale),
+                                 k_nrem.eq(self.cmd.payload.n)]
+                    m.next = "bias"
+            with m.State("bias"):
+                for j in range(C):
+                    m.d.sync += [k_entry.bias[j].eq(0), k_entry.mult[j].eq(cmd.mult),
+                                 k_entry.shift[j].eq(cmd.shift)]
+                m.d.comb += [self.const_rd.addr.eq(k_bias_ptr),
+                             self.const_rd.en.eq(cmd.use_bias)]
+                with m.If(~cmd.use_bias):
+                    m.next = "scale"
+                with m.Elif(self.const_rd.grant):
+                    m.next = "bias_data"
+            with m.State("bias_data"):
+                for j in range(C):
+                    m.d.sync += k_entry.bias[j].eq(self.const_rd.data.word_select(j, lb)[:aw])
+                m.next = "scale"
+            with m.State("scale"):
+                m.d.comb += [self.const_rd.addr.eq(k_scale_ptr),
+                             self.const_rd.en.eq(want_scale)]
+                with m.If(~want_scale):
+                    m.next = "push"
+                with m.Elif(self.const_rd.grant):
+                    m.next = "scale_data"
+            with m.State("scale_data"):
+                for j in range(C):
+                    lane = self.const_rd.data.word_select(j, lb)
+                    m.d.sync += [k_entry.mult[j].eq(lane[:mw]),
+                                 k_entry.shift[j].eq(lane[mw:mw + SHIFT_WIDTH])]
+                m.next = "push"
+            with m.State("push"):
+                m.d.comb += k_fifo.w_en.eq(1)
+                with m.If(k_fifo.w_rdy):
+                    m.d.sync += [k_bias_ptr.eq(k_bias_ptr + 1), k_scale_ptr.eq(k_scale_ptr + 1),
+                                 k_nrem.eq(k_nrem - C)]
+                    with m.If(k_nrem <= C):
+                        m.next = "idle"
+                    with m.Else():
+                        m.next = "bias"
+        head = Signal(consts)
+        m.d.comb += head.eq(k_fifo.r_data)
+
+        # ---- Output: S0 reads the accumulator row, S1 adds it, S2 adds the bias and
+        # writes the row or hands it to the requantizer.
+        o = array.o.payload
+        o_tag = Signal(tag_layout)
+        m.d.comb += o_tag.eq(o.tag)
+        s1_valid, s1_read = Signal(), Signal()
+        s1_sum = Signal(data.ArrayLayout(signed(aw), C))
+        s1_tag = Signal(tag_layout)
+        s2_valid = Signal()
+        s2_sum = Signal(data.ArrayLayout(signed(aw), C))
+        s2_tag = Signal(tag_layout)
+        s2_done = Signal()
+        s2_free = ~s2_valid | s2_done
+
+        def writes_acc(tag):
+            return ~(tag.final & cmd.requant)
+
+        # A row whose accumulator row is still on its way to memory (M smaller than
+        # the output pipeline) takes the value from S2 instead of reading it: from
+        # S2 itself in the next cycle if the row will be there, or from a copy of
+        # S2's value when S2 writes it this cycle (the read would miss that write).
+        match1 = s1_valid & writes_acc(s1_tag) & (s1_tag.c_row == o_tag.c_row)
+        match2 = s2_valid & writes_acc(s2_tag) & (s2_tag.c_row == o_tag.c_row)
+        fwd_s2 = match1 | (match2 & ~s2_done)
+        fwd_reg = ~match1 & match2 & s2_done
+        need_read = o_tag.from_acc & ~fwd_s2 & ~fwd_reg
+        s1_moves = s1_valid & s2_free
+        s1_free = ~s1_valid | s1_moves
+        m.d.comb += [
+            self.acc_rd.addr.eq(o_tag.c_row),
+            self.acc_rd.en.eq(array.o.valid & need_read & s1_free),
+            array.o.ready.eq(s1_free & (~need_read | self.acc_rd.grant)),
+        ]
+        s1_fwd_s2 = Signal()
+        s1_fwd_reg = Signal()
+        s1_fwd = Signal(data.ArrayLayout(signed(aw), C))
+        s2_total = Signal(data.ArrayLayout(signed(aw), C))
+        s1_total = Signal(data.ArrayLayout(signed(aw), C))
+        for j in range(C):
+            with m.If(s1_read):
+                m.d.comb += s1_total[j].eq(s1_sum[j] + self.acc_rd.data.word_select(j, lb)[:aw])
+            with m.Elif(s1_fwd_s2):
+                m.d.comb += s1_total[j].eq(s1_sum[j] + s2_total[j])
+            with m.Elif(s1_fwd_reg):
+                m.d.comb += s1_total[j].eq(s1_sum[j] + s1_fwd[j])
+            with m.Else():
+                m.d.comb += s1_total[j].eq(s1_sum[j])
+        m.d.sync += [s1_read.eq(0), s1_fwd_s2.eq(0), s1_fwd_reg.eq(0)]
+        with m.If(s1_valid):
+            m.d.sync += s1_sum.eq(s1_total)
+        with m.If(s1_moves):
+            m.d.sync += s1_valid.eq(0)
+        with m.If(array.o.valid & array.o.ready):
+            m.d.sync += [s1_valid.eq(1), s1_sum.eq(o.data), s1_tag.eq(o_tag),
+                         s1_read.eq(need_read), s1_fwd_s2.eq(o_tag.from_acc & fwd_s2),
+                         s1_fwd_reg.eq(o_tag.from_acc & fwd_reg), s1_fwd.eq(s2_total)]
+        with m.If(s2_done):
+            m.d.sync += s2_valid.eq(0)
+        with m.If(s1_moves):
+            m.d.sync += [s2_valid.eq(1), s2_sum.eq(s1_total), s2_tag.eq(s1_tag)]
+
+        for j in range(C):
+            with m.If(s2_tag.first & cmd.use_bias):
+                m.d.comb += s2_total[j].eq(s2_sum[j] + head.bias[j])
+            with m.Else():
+                m.d.comb += s2_total[j].eq(s2_sum[j])
+        m.submodules.requant = rq = self._requant
+        to_rq = s2_valid & k_fifo.r_rdy & ~writes_acc(s2_tag)
+        to_acc = s2_valid & k_fifo.r_rdy & writes_acc(s2_tag)
+        m.d.comb += [
+            self.c_wr.addr.eq(s2_tag.c_row),
+            self.c_wr.en.eq(to_acc),
+            rq.i.valid.eq(to_rq),
+            s2_done.eq((to_acc & self.c_wr.grant) | (to_rq & rq.i.ready)),
+            k_fifo.r_en.eq(s2_done & s2_tag.pop),
+        ]
+        for j in range(C):
+            m.d.comb += [
+                self.c_wr.data.word_select(j, lb).eq(s2_total[j]),
+                rq.i.payload.acc[j].eq(s2_total[j]),
+                rq.i.payload.mult[j].eq(head.mult[j]),
+                rq.i.payload.shift[j].eq(head.shift[j]),
+            ]
+
+        # Scratchpad row addresses follow the requantizer's beats in order.
+        d_fifo = fifo.SyncFIFO(width=self._spad_aw + 1, depth=rq.latency + 1)
+        m.submodules.d_fifo = d_fifo
+        m.d.comb += [
+            d_fifo.w_en.eq(rq.i.valid & rq.i.ready),
+            d_fifo.w_data.eq(Cat(s2_tag.d_row, s2_tag.end)),
+            self.d_wr.en.eq(rq.o.valid),
+            self.d_wr.addr.eq(d_fifo.r_data[:self._spad_aw]),
+            rq.o.ready.eq(self.d_wr.grant),
+            d_fifo.r_en.eq(rq.o.valid & self.d_wr.grant),
+        ]
+        for j in range(C):
+            m.d.comb += self.d_wr.data.word_select(j, ow).eq(rq.o.payload[j])
+
+        m.d.comb += done.eq(
+            (to_acc & self.c_wr.grant & s2_tag.end) |
+            (rq.o.valid & self.d_wr.grant & d_fifo.r_data[self._spad_aw]))
+
+        # ---- Performance counters of the last command.
+        a_in = array.a.valid & array.a.ready
+        seen = Signal()
+        gap = Signal(32)
+        with m.If(start):
+            m.d.sync += [self.cycles.eq(1), self.rows.eq(0), self.bubbles.eq(0), seen.eq(0),
+                         gap.eq(0)]
+        with m.Elif(busy):
+            m.d.sync += self.cycles.eq(self.cycles + 1)
+            with m.If(a_in):
+                m.d.sync += [self.rows.eq(self.rows + 1), seen.eq(1), gap.eq(0)]
+                with m.If(seen):
+                    m.d.sync += self.bubbles.eq(self.bubbles + gap)
+            with m.Elif(seen):
+                m.d.sync += gap.eq(gap + 1)
+        return m
+
+
+class GemmUnit(wiring.Component):
+    """A :class:`GemmEngine` with its own scratchpad and accumulator
+    (:class:`~intformer.hw.memories.BankedMemory`, block RAM), for testing and
+    benchmarking the engine on its own and as the integrated block that
+    ``intformer generate`` emits until the accelerator top exists.
+
+    The host ports have priority over the engine's: traffic on them while a
+    command runs takes memory cycles from the engine, as a DMA would.
+
+    Parameters
+    ----------
+    config : Config
+
+    Members
+    -------
+    cmd : In(stream.Signature(GemmCommand(config)))
+    spad_rd, acc_rd : In(ReadPortSignature)
+        Host read ports: data one cycle after ``grant``.
+    spad_wr, acc_wr : In(WritePortSignature)
+        Host write ports.
+    busy, done, cycles, rows, bubbles : Out
+        As on :class:`GemmEngine`.
+    """
+
+    def __init__(self, config: Config):
+        self._engine = GemmEngine(config)
+        self._config = config
+        spad_aw, acc_aw = _addr_width(config.spad_rows), _addr_width(config.acc_rows)
+        spad_w, acc_w = config.spad_row_bytes * 8, config.acc_row_bytes * 8
+        super().__init__({
+            "cmd": In(stream.Signature(GemmCommand(config))),
+            "spad_rd": In(ReadPortSignature(addr_width=spad_aw, width=spad_w)),
+            "spad_wr": In(WritePortSignature(addr_width=spad_aw, width=spad_w)),
+            "acc_rd": In(ReadPortSignature(addr_width=acc_aw, width=acc_w)),
+            "acc_wr": In(WritePortSignature(addr_width=acc_aw, width=acc_w)),
+            "busy": Out(1), "done": Out(1),
+            "cycles": Out(32), "rows": Out(32), "bubbles": Out(32),
+        })
+
+    @property
+    def engine(self) -> GemmEngine:
+        return self._engine
+
+    def manifest(self) -> dict:
+        """The ``gemm`` section of ``manifest.json``."""
+        return {"gemm": self._engine.facts()}
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        c = self._config
+        m.submodules.engine = engine = self._engine
+        m.submodules.spad = spad = BankedMemory(c.spad_row_bytes * 8, depth=c.spad_rows,
+                                                banks=c.spad_banks, read_ports=3,
+                                                write_ports=2)
+        m.submodules.acc = acc = BankedMemory(c.acc_row_bytes * 8, depth=c.acc_rows,
+                                              banks=c.acc_banks, read_ports=3, write_ports=2)
+        wiring.connect(m, wiring.flipped(self.spad_rd), spad.read[0])
+        wiring.connect(m, engine.a_rd, spad.read[1])
+        wiring.connect(m, engine.b_rd, spad.read[2])
+        wiring.connect(m, wiring.flipped(self.spad_wr), spad.write[0])
+        wiring.connect(m, engine.d_wr, spad.write[1])
+        wiring.connect(m, wiring.flipped(self.acc_rd), acc.read[0])
+        wiring.connect(m, engine.acc_rd, acc.read[1])
+        wiring.connect(m, engine.const_rd, acc.read[2])
+        wiring.connect(m, wiring.flipped(self.acc_wr), acc.write[0])
+        wiring.connect(m, engine.c_wr, acc.write[1])
+        wiring.connect(m, wiring.flipped(self.cmd), engine.cmd)
+        m.d.comb += [self.busy.eq(engine.busy), self.done.eq(engine.done),
+                     self.cycles.eq(engine.cycles), self.rows.eq(engine.rows),
+                     self.bubbles.eq(engine.bubbles)]
+        return m
