@@ -123,6 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, ValueError, TypeError) as e:
         print(f"intformer: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        # An output folder that is a file, a full disk, no permission: not a bug.
+        where = f": {e.filename}" if e.filename else ""
+        print(f"intformer: error: {e.strerror or e}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("intformer: interrupted", file=sys.stderr)
         return 130
