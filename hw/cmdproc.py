@@ -55,6 +55,9 @@ class CommandProcessor(wiring.Component):
     Parameters
     ----------
     config : Config
+    implemented : iterable of str
+        Commands the executors behind this processor carry out (default: all); any
+        other command ends the stream with ``unit_absent``.
 
     Members
     -------
@@ -98,10 +101,12 @@ class CommandProcessor(wiring.Component):
         stream stops as for a malformed command.
     """
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, *, implemented=None):
         if not isinstance(config, Config):
             raise TypeError(f"Command processor config must be a Config, not {config!r}")
         self._config = config
+        self._implemented = tuple(isa.OPCODES) if implemented is None else \
+            tuple(isa.opcode(n).name for n in implemented)
         self._layout = isa.command_layout()
         aw = config.axi_addr_width
         super().__init__({
@@ -122,6 +127,10 @@ class CommandProcessor(wiring.Component):
     @property
     def config(self) -> Config:
         return self._config
+
+    @property
+    def implemented(self) -> tuple[str, ...]:
+        return self._implemented
 
     @property
     def fetch_chunk(self) -> int:
@@ -156,7 +165,7 @@ class CommandProcessor(wiring.Component):
 
         def room(space, first, rows, stride):
             """Rows left after ``first + (rows - 1) * stride`` (negative: none)."""
-            r = Signal(signed(32))
+            r = Signal(signed(40))
             m.d.comb += r.eq(depth[space] - first - (rows - 1) * stride)
             return r
 
@@ -165,10 +174,6 @@ class CommandProcessor(wiring.Component):
             ``ceil(a / w) <= r`` is ``a <= r * w`` and needs no divider."""
             r = room(space, first, rows, stride)
             return (r > 0) & (amount <= r * per_row)
-
-        def space_mux(sel, fn):
-            return ((sel == isa.SPACES["acc"]) & fn("acc")) | \
-                   ((sel == isa.SPACES["spad"]) & fn("spad"))
 
         def first_failure(checks):
             """Chain of (bad condition, error name): the first bad one decides."""
@@ -185,6 +190,9 @@ class CommandProcessor(wiring.Component):
                     m.d.comb += queue.eq(queues[op.queue])
                     v = getattr(cmd, op.name)
                     checks = []
+                    present = op.name in self._implemented and \
+                        getattr(c, f"has_{op.name}", True)
+                    checks.append((Const(int(not present), 1), "unit_absent"))
                     if op.queue == "load":
                         checks.append((v.pop_prev | v.push_prev, "bad_dependency"))
                     if op.queue == "store":
@@ -201,13 +209,18 @@ class CommandProcessor(wiring.Component):
                                               + v.row_bytes)
                         checks.append((extent > window_size, "dma_window"))
                     elif op.name == "gemm":
+                        # K tiles: ceil(k / R) chunks of A rows; N tiles: ceil(n / C).
+                        R, C = c.array_rows, c.array_cols
                         checks += [
                             ((v.m == 0) | (v.k == 0) | (v.n == 0), "zero_length"),
-                            ((v.k > c.array_rows) | (v.n > c.array_cols), "bad_shape"),
-                            (~fits("spad", v.a, v.m, v.a_stride, 1, 1), "spad_range"),
-                            (~fits("spad", v.b, 1, 0, v.k, 1), "spad_range"),
-                            (~fits("acc", v.c, 1, 0, v.m, 1), "acc_range"),
-                            (v.use_bias & ~fits("acc", v.bias, 1, 0, 1, 1), "acc_range"),
+                            (~fits("spad", v.a, v.m, v.a_stride, v.k, R), "spad_range"),
+                            (~fits("spad", v.b, v.k, v.b_stride, v.n, C), "spad_range"),
+                            (~fits("acc", v.c, v.m, v.c_stride, v.n, C), "acc_range"),
+                            (v.requant & ~fits("spad", v.d, v.m, v.d_stride, v.n, C),
+                             "spad_range"),
+                            (v.use_bias & ~fits("acc", v.bias, 1, 0, v.n, C), "acc_range"),
+                            (v.requant & v.per_channel & ~fits("acc", v.scale, 1, 0, v.n, C),
+                             "acc_range"),
                         ]
                     elif op.name == "requant":
                         checks += [
@@ -217,9 +230,7 @@ class CommandProcessor(wiring.Component):
                             (~fits("acc", v.scale, 1, 0, 1, 1), "acc_range"),
                         ]
                     elif op.name in ("gelu", "softmax", "layernorm", "residual"):
-                        present = getattr(c, f"has_{op.name}")
                         checks += [
-                            (Const(int(not present), 1), "unit_absent"),
                             ((v.rows == 0) | (v.length == 0), "zero_length"),
                             (v.length > c.vector_max_row, "bad_shape"),
                         ]

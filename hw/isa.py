@@ -40,7 +40,7 @@ __all__ = ["COMMAND_BITS", "COMMAND_BYTES", "FIELDS_START", "QUEUES", "SPACES", 
            "opcode", "manifest_section", "command_layout", "encode", "decode"]
 
 #: Width of one command, in bits.
-COMMAND_BITS = 128
+COMMAND_BITS = 256
 COMMAND_BYTES = COMMAND_BITS // 8
 #: First bit of the operand fields.
 FIELDS_START = 16
@@ -130,18 +130,32 @@ _OPCODE_LIST = (
             "the accumulator", _TRANSFER),
     _opcode("store", 2, "store", "Copy a 2-D tile from the scratchpad or the accumulator "
             "to memory", _TRANSFER),
-    _opcode("gemm", 3, "compute", "acc[c + i] (+)= A[i] x B (+ bias): A is m rows of k INT8 "
-            "at a + i * a_stride, B is k rows of n INT8 at b, the result n INT32 per row", (
+    _opcode("gemm", 3, "compute", "C = A x B (+ bias) over any M, K, N, accumulated in the "
+            "accumulator and optionally requantized to INT8 in the scratchpad (the layout "
+            "of intformer.hw.gemm: with R = array_rows, C = array_cols, A row m, K tile kt "
+            "at a + m * a_stride + kt; B row k, N tile nt at b + k * b_stride + nt; C row m, "
+            "N tile nt at c + m * c_stride + nt, INT8 result at d + m * d_stride + nt; bias "
+            "and per-column scale at bias + nt and scale + nt)", (
                 ("a", 16, "First scratchpad row of A"),
-                ("a_stride", 12, "Scratchpad rows from one A row to the next"),
-                ("b", 16, "First scratchpad row of B (k consecutive rows)"),
-                ("c", 16, "First accumulator row of the result (m consecutive rows)"),
-                ("bias", 16, "Accumulator row holding the INT32 bias of the n columns"),
-                ("m", 12, "Rows of A (1 or more)"),
-                ("k", 7, "Inner dimension (1 to array_rows)"),
-                ("n", 7, "Columns of B (1 to array_cols)"),
-                ("accumulate", 1, "Add to the accumulator rows instead of overwriting them"),
-                ("use_bias", 1, "Add the bias row (with accumulate 0: start from the bias)"),
+                ("a_stride", 16, "Scratchpad rows from one A row to the next"),
+                ("b", 16, "First scratchpad row of B"),
+                ("b_stride", 16, "Scratchpad rows from one B row to the next"),
+                ("c", 16, "First accumulator row of C (INT32 result or partial sums)"),
+                ("c_stride", 16, "Accumulator rows from one C row to the next"),
+                ("d", 16, "First scratchpad row of the INT8 result (with requant)"),
+                ("d_stride", 16, "Scratchpad rows from one INT8 result row to the next"),
+                ("bias", 16, "Accumulator row of the INT32 bias of the first N tile"),
+                ("scale", 16, "Accumulator row of the per-column constants of the first N "
+                              "tile: multiplier in bits 0-15, shift in the 6 bits above"),
+                ("m", 16, "Rows of A and C (1 or more)"),
+                ("k", 16, "Columns of A, rows of B (1 or more)"),
+                ("n", 16, "Columns of B and C (1 or more)"),
+                ("accumulate", 1, "Start from the accumulator rows at c instead of 0"),
+                ("use_bias", 1, "Add the bias once"),
+                ("requant", 1, "Write the requantized INT8 result to d instead of INT32 to c"),
+                ("per_channel", 1, "Take multiplier and shift per column from scale"),
+                ("mult", 16, "Per-tensor requantization multiplier"),
+                ("shift", 6, "Per-tensor requantization shift"),
             )),
     _opcode("requant", 4, "compute", "Requantize accumulator rows to INT8 scratchpad rows "
             "with per-column multiplier and shift", (
@@ -178,14 +192,13 @@ ERRORS: dict[str, tuple[int, str]] = {
     "acc_range": (3, "A command addresses accumulator rows beyond its end"),
     "dma_window": (4, "A transfer or the command fetch lies outside the DMA window"),
     "zero_length": (5, "A command moves or computes a tile with a zero dimension"),
-    "bad_shape": (6, "A dimension exceeds the hardware (k > array_rows, n > array_cols, "
-                     "length > vector_max_row, row wider than the bus allows)"),
+    "bad_shape": (6, "A dimension exceeds the hardware (length > vector_max_row)"),
     "bad_dependency": (7, "A command pops or pushes a token on a queue that has no such "
                           "neighbour"),
     "bus_error": (8, "The memory answered SLVERR or DECERR"),
     "deadlock": (9, "Every pending command waits for a token that nothing will push"),
     "no_end": (10, "The stream ended without an end command"),
-    "unit_absent": (11, "The command needs a vector unit this configuration leaves out"),
+    "unit_absent": (11, "The command needs a unit this accelerator does not have"),
     "bad_constant": (12, "set_const names a constant that does not exist"),
 }
 
@@ -208,8 +221,13 @@ def opcode(name_or_code) -> Opcode:
     raise ValueError(f"Unknown opcode {name_or_code}")
 
 
-def manifest_section() -> dict:
-    """The ``commands`` and ``errors`` sections of ``manifest.json``."""
+def manifest_section(implemented=None) -> dict:
+    """The ``commands`` and ``errors`` sections of ``manifest.json``.
+
+    ``implemented`` names the commands the design executes (default: all); the
+    others end a stream with ``unit_absent``."""
+    implemented = list(OPCODES) if implemented is None else [opcode(n).name
+                                                              for n in implemented]
     def fields(fs):
         return {f.name: {"offset": f.offset, "width": f.width, "doc": f.doc} for f in fs}
     return {
@@ -223,6 +241,7 @@ def manifest_section() -> dict:
                                   "fields": fields(op.fields)}
                         for op in OPCODES.values()},
             "constants": {"count": N_CONSTANTS, **CONSTANTS},
+            "implemented": implemented,
         },
         "errors": {name: code for name, (code, _) in ERRORS.items()},
     }

@@ -62,6 +62,7 @@ class CommandSet:
         self._by_code = {op["code"]: name for name, op in self._ops.items()}
         self.spaces = dict(section["spaces"])
         self.constants = dict(section.get("constants", {}))
+        self.implemented = tuple(section.get("implemented", self._ops))
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -137,6 +138,9 @@ class CommandSet:
                 for i in range(0, len(blob), self.bytes)]
 
 
+_UNITS = ("softmax", "gelu", "layernorm", "residual")
+
+
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
@@ -147,8 +151,9 @@ class Checker:
     :meth:`error` returns the name of the error (a key of the manifest's ``errors``)
     that the hardware reports for a command, or ``"none"``. The checks run in a fixed
     order and the first failing one decides, in the order the hardware uses:
-    dependency flags, zero dimensions, shapes and absent units, then each local
-    operand in field order, then the DMA window.
+    commands the design does not execute (or units it leaves out), dependency flags,
+    zero dimensions, shapes, then each local operand in field order, then the DMA
+    window.
 
     Parameters
     ----------
@@ -158,19 +163,23 @@ class Checker:
 
     def __init__(self, manifest: dict):
         self.commands = CommandSet(manifest)
+        #: Commands the design executes (the manifest's ``commands.implemented``);
+        #: the others end the stream with ``unit_absent``.
+        self.implemented = set(self.commands.implemented)
         c, d = manifest["config"], manifest["derived"]
         self.rows = {"spad": d["spad_rows"], "acc": d["acc_rows"]}
         self.row_bytes = {"spad": d["spad_row_bytes"], "acc": d["acc_row_bytes"]}
         self.row_elems = {"spad": d["spad_row_bytes"], "acc": c["array_cols"]}
         self.array_rows, self.array_cols = c["array_rows"], c["array_cols"]
         self.max_row = c["vector_max_row"]
-        self.units = {u for u in ("softmax", "gelu", "layernorm", "residual")
-                      if c.get(f"has_{u}")}
+        self.units = {u for u in _UNITS if c.get(f"has_{u}")}
         self.n_constants = self.commands.constants.get("count", 0)
         self._spaces = {v: k for k, v in self.commands.spaces.items()}
 
     def error(self, name: str, f: dict[str, int], *, window_bytes: int) -> str:
         queue = self.commands.queue(name)
+        if name not in self.implemented or (name in _UNITS and name not in self.units):
+            return "unit_absent"
         if queue == "load" and (f.get("pop_prev") or f.get("push_prev")):
             return "bad_dependency"
         if queue == "store" and (f.get("pop_next") or f.get("push_next")):
@@ -185,13 +194,17 @@ class Checker:
         elif name == "gemm":
             if f["m"] == 0 or f["k"] == 0 or f["n"] == 0:
                 return "zero_length"
-            if f["k"] > self.array_rows or f["n"] > self.array_cols:
-                return "bad_shape"
-            ranges += [("spad", f["a"], f["m"], f["a_stride"], 1),
-                       ("spad", f["b"], 1, 0, f["k"]),
-                       ("acc", f["c"], 1, 0, f["m"])]
+            kt = _ceil_div(f["k"], self.array_rows)
+            nt = _ceil_div(f["n"], self.array_cols)
+            ranges += [("spad", f["a"], f["m"], f["a_stride"], kt),
+                       ("spad", f["b"], f["k"], f["b_stride"], nt),
+                       ("acc", f["c"], f["m"], f["c_stride"], nt)]
+            if f["requant"]:
+                ranges.append(("spad", f["d"], f["m"], f["d_stride"], nt))
             if f["use_bias"]:
-                ranges.append(("acc", f["bias"], 1, 0, 1))
+                ranges.append(("acc", f["bias"], 1, 0, nt))
+            if f["requant"] and f["per_channel"]:
+                ranges.append(("acc", f["scale"], 1, 0, nt))
         elif name == "requant":
             if f["rows"] == 0:
                 return "zero_length"
@@ -199,8 +212,6 @@ class Checker:
                        ("spad", f["dst"], f["rows"], f["dst_stride"], 1),
                        ("acc", f["scale"], 1, 0, 1)]
         elif name in ("gelu", "softmax", "layernorm", "residual"):
-            if name not in self.units:
-                return "unit_absent"
             if f["rows"] == 0 or f["length"] == 0:
                 return "zero_length"
             if f["length"] > self.max_row:

@@ -75,7 +75,7 @@ def test_encoder_errors():
         cs.encode("jump")
     with pytest.raises(ValueError, match=r"Unknown opcode 0"):
         cs.decode(0)
-    with pytest.raises(ValueError, match=r"not a whole number of 16-byte commands"):
+    with pytest.raises(ValueError, match=r"not a whole number of 32-byte commands"):
         cs.disassemble(b"\0" * 17)
     with pytest.raises(ValueError, match=r"Manifest has no 'commands' section"):
         CommandSet({"config": {}})
@@ -83,8 +83,8 @@ def test_encoder_errors():
 
 def test_hw_encoder_errors():
     from intformer.hw import isa
-    with pytest.raises(ValueError, match=r"Field gemm.k of 7 bits cannot hold 128"):
-        isa.encode("gemm", k=128)
+    with pytest.raises(ValueError, match=r"Field gemm.shift of 6 bits cannot hold 64"):
+        isa.encode("gemm", shift=64)
     with pytest.raises(ValueError, match=r"Unknown command 'jump'"):
         isa.opcode("jump")
     with pytest.raises(ValueError, match=r"Unknown opcode 31"):
