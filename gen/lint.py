@@ -27,11 +27,12 @@ WAIVERS: tuple[tuple[str, str], ...] = (
                "(for example the carry bit of a sum)"),
     ("WIDTH", "Yosys relies on Verilog's implicit extension and truncation of operands in "
               "arithmetic and comparisons"),
-    ("CASEINCOMPLETE", "Amaranth FSMs and Switch statements with no default leave "
-                       "unreachable encodings of the state register uncovered"),
+    ("CASEINCOMPLETE", "FSMs and Switch statements without a default case become case "
+                       "statements that leave unreachable encodings uncovered"),
     ("CASEOVERLAP", "If/Elif chains become casez statements whose patterns overlap and "
                     "are taken in priority order"),
-    ("PINCONNECTEMPTY", "submodule outputs that nothing reads are connected as empty ports"),
+    ("LITENDIAN", "zero-width signals (such as the address of a one-entry FIFO) are "
+                  "declared as [-1:0]"),
 )
 
 #: Verilator options that apply :data:`WAIVERS`.
