@@ -69,7 +69,8 @@ class Softmax(wiring.Component):
 
     1. *input*: take the row's beats, store them in the row buffer (a
        ``amaranth.lib.memory`` of :attr:`buffer_beats` beats, a ring shared by
-       the rows in flight) and find the row maximum;
+       the rows in flight, sized so that rows of any length up to ``max_row``
+       stream without waiting for room) and find the row maximum;
     2. *sum*: read the row back, i-exp every element, add them up; then the
        normalised sum goes through the pipelined divider
        (:class:`~intformer.hw.intdiv.PipelinedDivider`, 18 stages) for the
@@ -150,8 +151,10 @@ class Softmax(wiring.Component):
 
     @property
     def buffer_beats(self) -> int:
-        """Beats the row buffer holds: room for about four longest rows in flight."""
-        return 1 << (4 * self.max_beats - 1).bit_length()
+        """Beats the row buffer holds: a row stays from its first input beat until
+        its last output read, ``latency(max_row) + max_beats`` cycles, while the
+        next rows arrive at one beat per cycle."""
+        return self.latency(self._max_row) + self.max_beats + 8
 
     @property
     def sum_width(self) -> int:
@@ -173,6 +176,9 @@ class Softmax(wiring.Component):
         lanes, w = self._lanes, self._in_width
         depth = self.buffer_beats
         aw = (depth - 1).bit_length()
+
+        def ring(a, b):
+            return Mux(a + b >= depth, a + b - depth, a + b)[:aw]
         bw = self.max_beats.bit_length()
         cw = count_width(lanes)
         sw = self.sum_width
@@ -195,13 +201,13 @@ class Softmax(wiring.Component):
                                                              depth=_RECIP_QUEUE)
 
         # Pass 1: input, row maximum, ring buffer write --------------------------------
-        wr_ptr = Signal(aw + 1)
-        free_ptr = Signal(aw + 1)
-        row_start = Signal(aw + 1)
+        wr_ptr = Signal(aw)
+        used = Signal(range(depth + 1))
+        row_start = Signal(aw)
         beats = Signal(bw + 1)
         run_max = Signal(signed(w), init=min_value)
         dropping = Signal()
-        m.d.comb += self.i.ready.eq(((wr_ptr - free_ptr)[:aw + 1] < depth) & rows.w_rdy)
+        m.d.comb += self.i.ready.eq((used < depth) & rows.w_rdy)
 
         beat = self.i.payload
         lane_vals = [Mux(lane < beat.count, beat.data[lane], min_value) for lane in range(lanes)]
@@ -216,10 +222,10 @@ class Softmax(wiring.Component):
         overflow = dropping | (beats == self.max_beats)
         row_desc = Signal(desc1)
         m.d.comb += [
-            wr.addr.eq(wr_ptr[:aw]),
+            wr.addr.eq(wr_ptr),
             wr.data.eq(beat.data),
             wr.en.eq(accept & ~overflow),
-            row_desc.start.eq(row_start[:aw]),
+            row_desc.start.eq(row_start),
             row_desc.beats.eq(beats + 1),
             row_desc.count.eq(beat.count),
             row_desc.max.eq(new_max),
@@ -228,15 +234,23 @@ class Softmax(wiring.Component):
         ]
         with m.If(self.clear):
             m.d.sync += self.error.eq(0)
+        # The ring slot is free once the output pass has captured its read.
+        freeing = Signal()
+        wrote = Signal()
+        dropped = Signal(range(self.max_beats + 1))
+        m.d.sync += used.eq(used + wrote - freeing - dropped)
         with m.If(accept):
             with m.If(overflow):
                 # Too long: forget what was written of the row, drop the rest of it.
+                m.d.comb += dropped.eq(beats)
                 m.d.sync += [wr_ptr.eq(row_start), self.error.eq(1), dropping.eq(~beat.last),
                              beats.eq(0), run_max.eq(min_value)]
             with m.Else():
-                m.d.sync += [wr_ptr.eq(wr_ptr + 1), beats.eq(beats + 1), run_max.eq(new_max)]
+                m.d.comb += wrote.eq(1)
+                m.d.sync += [wr_ptr.eq(ring(wr_ptr, 1)), beats.eq(beats + 1),
+                             run_max.eq(new_max)]
                 with m.If(beat.last):
-                    m.d.sync += [row_start.eq(wr_ptr + 1), beats.eq(0),
+                    m.d.sync += [row_start.eq(ring(wr_ptr, 1)), beats.eq(0),
                                  run_max.eq(min_value)]
 
         # Pass 2: sum of i-exp, then the reciprocal -------------------------------------
@@ -251,7 +265,7 @@ class Softmax(wiring.Component):
         s_issue_last = s_active & (s_idx == s_row.beats - 1)
         s_load = (~s_active | s_issue_last) & rows.r_rdy & (outstanding < _RECIP_QUEUE)
         m.d.comb += [rows.r_en.eq(s_load), started.eq(s_load)]
-        m.d.comb += [rd_sum.addr.eq(s_row.start + s_idx), rd_sum.en.eq(1)]
+        m.d.comb += [rd_sum.addr.eq(ring(s_row.start, s_idx)), rd_sum.en.eq(1)]
         with m.If(s_active):
             m.d.sync += s_idx.eq(s_idx + 1)
         with m.If(s_issue_last):
@@ -313,16 +327,14 @@ class Softmax(wiring.Component):
         o_issue_last = o_issue & (o_idx == o_row.row.beats - 1)
         o_load = advance & (~o_active | o_issue_last) & recips.r_rdy
         m.d.comb += [recips.r_en.eq(o_load), popped.eq(o_load)]
-        m.d.comb += [rd_out.addr.eq(o_row.row.start + o_idx), rd_out.en.eq(advance)]
+        m.d.comb += [rd_out.addr.eq(ring(o_row.row.start, o_idx)), rd_out.en.eq(advance)]
         with m.If(o_issue):
             m.d.sync += o_idx.eq(o_idx + 1)
         with m.If(o_issue_last):
             m.d.sync += o_active.eq(0)
         with m.If(o_load):
             m.d.sync += [o_active.eq(1), o_row.eq(recips.r_data), o_idx.eq(0)]
-        # The ring slot is free once its read has been captured, a cycle after the issue.
-        freeing = Signal()
-        m.d.sync += [freeing.eq(o_issue), free_ptr.eq(free_ptr + freeing)]
+        m.d.sync += freeing.eq(o_issue)
 
         otag = data.StructLayout({"last": 1, "row": desc2})
         o_tags = [Signal(otag, name=f"o_tag{k}") for k in range(stages)]
