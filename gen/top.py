@@ -18,6 +18,5 @@ TOP_NAME = "intformer_top"
 
 def top_component(config: Config) -> wiring.Component:
     """The top-level component for ``config``."""
-    from intformer.hw.requant import Requantizer
-    return Requantizer(config.array_cols, acc_width=config.acc_width,
-                       mult_width=config.requant_mult_width)
+    from intformer.hw.gemm import GemmUnit
+    return GemmUnit(config)
