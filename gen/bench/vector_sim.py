@@ -18,7 +18,7 @@ from intformer.gen.sim.payload import Packer, build_path, load_ports
 from intformer.sw import golden
 
 __all__ = ["rows_to_beats", "beats_to_rows", "VectorTB", "golden_rows", "params_for",
-           "random_scales", "run_bench"]
+           "random_scales", "run_bench", "gb_beats", "layernorm_row_params"]
 
 
 def rows_to_beats(rows, lanes: int, *, extra_rows=None, extra_key: str = "b") -> list[dict]:
@@ -74,8 +74,26 @@ def params_for(unit: str, scales: tuple):
             "residual": golden.residual_params}[unit](*scales)
 
 
+def layernorm_row_params(p, length: int):
+    """The constants of a ``length``-element row taken from params ``p`` of a longer
+    row: the same eps and shift, the first ``length`` gamma/beta."""
+    return golden.LayerNormParams(eps_q=p.eps_q, gamma_q=p.gamma_q[:length],
+                                  beta_q=p.beta_q[:length], shift=p.shift)
+
+
+def gb_beats(row_params, lanes: int) -> list[dict]:
+    """``gb`` side-stream beats (gamma/beta per output beat) for rows with these params."""
+    beats = []
+    for p in row_params:
+        for start in range(0, p.length, lanes):
+            g = list(p.gamma_q[start:start + lanes])
+            b = list(p.beta_q[start:start + lanes])
+            beats.append({"gamma": g + [0] * (lanes - len(g)), "beta": b + [0] * (lanes - len(b))})
+    return beats
+
+
 def golden_rows(unit: str, p, rows, other_rows=None) -> list[list[int]]:
-    """Expected output rows."""
+    """Expected output rows (for LayerNorm ``p`` is a list of per-row params)."""
     out = []
     for k, row in enumerate(rows):
         x = np.array(row, dtype=np.int64)
@@ -86,7 +104,7 @@ def golden_rows(unit: str, p, rows, other_rows=None) -> list[list[int]]:
         elif unit == "residual":
             y = golden.residual_add(x, np.array(other_rows[k], dtype=np.int64), p)
         elif unit == "layernorm":
-            y = golden.layernorm(x, p)
+            y = golden.layernorm(x, p[k])
         else:
             raise ValueError(f"Unknown vector unit {unit!r}")
         out.append([int(v) for v in y])
@@ -123,9 +141,12 @@ class VectorTB:
     def set_backpressure_generator(self, generator):
         self.sink.set_pause_generator(generator)
 
-    async def run_rows(self, rows, *, extra_rows=None, timeout_cycles: int = 200000):
-        """Send rows, return the output rows."""
+    async def run_rows(self, rows, *, extra_rows=None, side_beats=None,
+                       timeout_cycles: int = 200000):
+        """Send rows (and ``side_beats`` on the side stream), return the output rows."""
         beats = rows_to_beats(rows, self.lanes, extra_rows=extra_rows)
+        if side_beats is not None:
+            self.side.send(side_beats)
         self.source.send(beats)
         out_beats = await self.sink.recv(len(beats), timeout_cycles=timeout_cycles)
         return beats_to_rows(out_beats)
@@ -141,10 +162,17 @@ async def run_bench(dut):
     r = rng()
     g = np.random.default_rng(r.getrandbits(32))
     await tb.reset()
-    p = params_for(unit, tuple(params["scales"]))
-    tb.set_consts(p.__dict__)
     width = params["in_width"]
     rows = [list(g.integers(-(1 << (width - 1)), 1 << (width - 1), length)) for _ in range(nrows)]
+    if unit == "layernorm":
+        one = golden.layernorm_params(params["scales"][0], g.normal(1, 0.2, length),
+                                      g.normal(0, 0.2, length), params["scales"][1])
+        tb.set_consts({"eps_q": one.eps_q, "shift": one.shift})
+        p = [one] * nrows
+        tb.side.send(gb_beats(p, tb.lanes))
+    else:
+        p = params_for(unit, tuple(params["scales"]))
+        tb.set_consts(p.__dict__)
     beats = rows_to_beats(rows, tb.lanes)
     tb.source.send(beats)
     # Handshakes are sampled at the falling edge, half a cycle before the rising

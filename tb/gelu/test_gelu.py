@@ -84,3 +84,16 @@ def test_gelu_parameter_errors():
         Gelu(4, in_width=33)
     with pytest.raises(TypeError, match="GELU lanes must be an integer, not '4'"):
         Gelu("4")
+
+
+@pytest.mark.icarus_only
+def test_gelu_bench(sim):
+    """`intformer bench gelu` on the default configuration: bit-exact, the latency the
+    unit documents, and a sustained rate of at least 0.9 x lanes for rows of 64."""
+    from intformer.gen.bench.vector import bench
+    from intformer.hw.config import BASE
+
+    out = bench(BASE, "gelu", length=64, rows=24, sim=sim)
+    assert out["bit_exact"]
+    assert out["latency_cycles"] == out["expected_latency_cycles"]
+    assert out["sustained_elements_per_cycle"] >= 0.9 * BASE.vector_lanes

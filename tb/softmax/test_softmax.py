@@ -115,3 +115,16 @@ def test_softmax_parameter_errors():
         Softmax(8, max_row=64, in_width=40)
     with pytest.raises(TypeError, match="Softmax lanes must be an integer, not None"):
         Softmax(None, max_row=64)
+
+
+@pytest.mark.icarus_only
+def test_softmax_bench(sim):
+    """`intformer bench softmax` on the default configuration: bit-exact, the latency the
+    unit documents, and a sustained rate of at least 0.9 x lanes for rows of 64."""
+    from intformer.gen.bench.vector import bench
+    from intformer.hw.config import BASE
+
+    out = bench(BASE, "softmax", length=64, rows=24, sim=sim)
+    assert out["bit_exact"]
+    assert out["latency_cycles"] == out["expected_latency_cycles"]
+    assert out["sustained_elements_per_cycle"] >= 0.9 * BASE.vector_lanes
