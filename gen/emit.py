@@ -25,11 +25,12 @@ MANIFEST_VERSION = 1
 def port_list(component: wiring.Component) -> list[dict]:
     """Top-level ports as emitted: name, direction and width."""
     ports = []
-    for path, flow, value in component.signature.flatten(component):
+    # flatten() yields (path, Member, value); the direction is the member's flow.
+    for path, member, value in component.signature.flatten(component):
         shape = value.shape()
         width = shape.size if isinstance(shape, data.Layout) else Shape.cast(shape).width
         ports.append({"name": "__".join(str(p) for p in path),
-                      "direction": "input" if flow == wiring.In else "output",
+                      "direction": "input" if member.flow == wiring.In else "output",
                       "width": width})
     ports[:0] = [{"name": "clk", "direction": "input", "width": 1},
                  {"name": "rst", "direction": "input", "width": 1}]
