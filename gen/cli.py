@@ -134,4 +134,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Under `python -m`, this file is `__main__`, a second copy of the module whose
+    # UserError plug-ins do not raise; run the one they import.
+    from intformer.gen.cli import main as _main
+    sys.exit(_main())
