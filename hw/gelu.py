@@ -83,6 +83,12 @@ class Gelu(wiring.Component):
             "consts": In(GeluConsts()),
         })
 
+    @classmethod
+    def from_config(cls, config) -> Gelu:
+        """The unit for a :class:`~intformer.hw.config.Config`: ``vector_lanes``
+        lanes, INT32 (``acc_width``) inputs."""
+        return cls(config.vector_lanes, in_width=config.acc_width)
+
     @property
     def lanes(self) -> int:
         return self._lanes

@@ -132,6 +132,12 @@ class LayerNorm(wiring.Component):
             "clear": In(1),
         })
 
+    @classmethod
+    def from_config(cls, config) -> LayerNorm:
+        """The unit for a :class:`~intformer.hw.config.Config`: ``vector_lanes``
+        lanes, rows up to ``vector_max_row``, INT8 inputs."""
+        return cls(config.vector_lanes, max_row=config.vector_max_row)
+
     @property
     def lanes(self) -> int:
         return self._lanes

@@ -71,6 +71,12 @@ class ResidualAdd(wiring.Component):
             "consts": In(ResidualConsts()),
         })
 
+    @classmethod
+    def from_config(cls, config) -> ResidualAdd:
+        """The unit for a :class:`~intformer.hw.config.Config`: ``vector_lanes``
+        lanes."""
+        return cls(config.vector_lanes)
+
     @property
     def lanes(self) -> int:
         return self._lanes

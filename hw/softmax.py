@@ -132,6 +132,12 @@ class Softmax(wiring.Component):
             "clear": In(1),
         })
 
+    @classmethod
+    def from_config(cls, config) -> Softmax:
+        """The unit for a :class:`~intformer.hw.config.Config`: ``vector_lanes``
+        lanes, rows up to ``vector_max_row``, ``acc_width`` inputs."""
+        return cls(config.vector_lanes, max_row=config.vector_max_row, in_width=config.acc_width)
+
     @property
     def lanes(self) -> int:
         return self._lanes

@@ -31,17 +31,19 @@ def add_arguments(parser, name: str) -> None:
 
 
 def _unit(config, name: str):
-    lanes = config.vector_lanes
+    """The unit, its input width, and the name of its side stream (if any)."""
     if name == "gelu":
         from intformer.hw.gelu import Gelu
-        return Gelu(lanes, in_width=config.acc_width), config.acc_width, None
+        unit = Gelu.from_config(config)
+        return unit, unit.in_width, None
     if name == "softmax":
         from intformer.hw.softmax import Softmax
-        return (Softmax(lanes, max_row=config.vector_max_row, in_width=config.acc_width),
-                config.acc_width, None)
+        unit = Softmax.from_config(config)
+        return unit, unit.in_width, None
     if name == "layernorm":
         from intformer.hw.layernorm import LayerNorm
-        return LayerNorm(lanes, max_row=config.vector_max_row), 8, "gb"
+        unit = LayerNorm.from_config(config)
+        return unit, unit.in_width, "gb"
     raise ValueError(f"No vector benchmark named {name!r}")
 
 
