@@ -119,7 +119,11 @@ class GemmEngine(wiring.Component):
 
     Timing: one A row (``R x C`` MACs) per cycle in steady state when every port is
     granted as it asks and ``M >= array_rows`` (the weight tile takes ``R`` cycles
-    to load); a command takes about ``NT * KT * max(M, R) + fill_latency`` cycles.
+    to load); a command takes at most ``M * KT * NT + fill_latency (+ requant_latency)``
+    cycles then. For full rate, A and B must lie in different scratchpad banks
+    (each bank has one read port), and the constants preferably in another
+    accumulator bank than the partial sums. ``config.dsp_packing`` is not
+    implemented yet: every PE has its own multiplier.
     A port that is not granted stalls its side only. ``cmd.ready`` is high while
     the engine is idle; ``done`` pulses for one cycle when the last result is
     written.
@@ -198,13 +202,16 @@ class GemmEngine(wiring.Component):
 
     @property
     def fill_latency(self) -> int:
-        """Cycles a command spends outside the steady state, without stalls: from
-        accepted to the first A row entering the array (the weight tile loads
-        first), plus from the last A row entering to its result written."""
-        c = self._config
-        # command latch, B read, FIFO, R weight rows, then A row; array; output
-        # stages S0-S2, requantizer and write
-        return 4 + c.array_rows + self.array_latency + 3 + self._requant.latency
+        """Most cycles a command takes beyond one per A row (``M * KT * NT`` rows),
+        without port contention and with ``M >= max(3, array_rows)``, INT32 results: the
+        command latch and the weight FIFO (3), the first weight tile (``array_rows``),
+        the array (:attr:`array_latency`) and the output stages (2)."""
+        return 5 + self._config.array_rows + self.array_latency
+
+    @property
+    def requant_latency(self) -> int:
+        """Extra cycles when the results are requantized (the requantizer's stages)."""
+        return self._requant.latency
 
     def facts(self) -> dict:
         """What a compiler or driver needs to know about the engine."""
@@ -212,8 +219,10 @@ class GemmEngine(wiring.Component):
         return {
             "array": {"rows": c.array_rows, "cols": c.array_cols,
                       "latency": self.array_latency, "min_tile_rows": self._array.min_tile_rows,
+                      # config.dsp_packing is not implemented yet: one multiplier per PE
                       "dsp_packing": False},
             "fill_latency": self.fill_latency,
+            "requant_latency": self.requant_latency,
             "command": {name: {"offset": f.offset, "width": f.width}
                         for name, f in GemmCommand(c)},
             "layout": {

@@ -98,6 +98,8 @@ async def run_gemm(dut):
     counters = await host.gemm(g.integers(-128, 128, size=(R, 2 * R)),
                                g.integers(-128, 128, size=(2 * R, 2 * C)), r=r)
     assert counters["bubbles"] == 0, f"2x2 tile sequence left bubbles: {counters}"
+    if R >= 3:
+        assert counters["cycles"] <= counters["rows"] + host.p["fill_latency"], counters
     dut._log.info("2x2 tile sequence: %s", counters)
     for _ in range(SHAPES):
         a, b, opts = random_case(host, g, r)
@@ -128,6 +130,47 @@ def test_gemm(sim, name):
     config = BASE.replace(**CONFIGS[name])
     unit = GemmUnit(config)
     path = harness.build_dir(f"gemm_{name}_{sim}")
-    source = harness.emit(unit, path, params={**config.to_dict(), **config.derived()})
+    source = harness.emit(unit, path, params={**config.to_dict(), **config.derived(),
+                                              "fill_latency": unit.engine.fill_latency})
     harness.run(sim=sim, sources=[source], toplevel="top", test_module="tb.gemm.test_gemm",
                 path=path)
+
+
+def test_gemm_errors():
+    from intformer.hw.config import BASE
+    from intformer.hw.gemm import GemmEngine, GemmUnit
+
+    with pytest.raises(TypeError, match="GEMM engine config must be a Config, not 8"):
+        GemmUnit(8)
+    with pytest.raises(ValueError, match="GEMM engine scale lanes of 32 bits cannot hold a "
+                                         "32-bit multiplier and a 6-bit shift"):
+        GemmEngine(BASE.replace(requant_mult_width=32))
+
+
+def test_plan_and_blocks():
+    from intformer.gen.bench.gemm import choose_blocks, plan
+    from intformer.hw.config import BASE
+
+    p = {**BASE.to_dict(), **BASE.derived()}
+    assert choose_blocks(p, 256, 512, 256) == (64, 56)
+    lay = plan(p, 64, 512, 56)
+    assert lay.b == p["spad_rows"] // 2 and lay.d == lay.b + 512 * 7
+    with pytest.raises(ValueError, match="GEMM 65x512x8: A needs 4160 rows, its bank has 4096"):
+        plan(p, 65, 512, 8)
+    with pytest.raises(ValueError, match="GEMM with K = 100000 does not fit the memories"):
+        choose_blocks(p, 8, 100000, 8)
+
+
+@pytest.mark.icarus_only
+def test_bench_small(sim):
+    """The benchmark end to end on a small problem that needs several blocks."""
+    from intformer.gen.bench.gemm import bench
+    from intformer.hw.config import preset
+
+    out = bench(preset("tiny"), 40, 300, 10, sim=sim)
+    assert out["exact"] and out["mismatches"] == 0
+    assert out["commands"] > 1
+    assert out["tile_sequence"]["bubbles"] == 0
+    assert out["cycles"] <= (out["array_rows_in"] + out["commands"] *
+                             (out["fill_latency"] + 3))
+    assert out["macs"] == 40 * 300 * 10
