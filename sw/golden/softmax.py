@@ -42,7 +42,7 @@ __all__ = ["SoftmaxParams", "softmax_params", "softmax", "i_exp",
 EXP_FRAC = 14
 #: Right shift applied to the polynomial so ``e`` fits 16 bits.
 EXP_DROP = 15
-#: Largest ``t``: at ``z >= 16`` the i-exp is 0 anyway, so ``t`` saturates to 20 bits.
+#: Largest ``t``: at ``z >= 16`` the i-exp is 0 anyway, so ``t`` saturates to 19 bits.
 T_MAX = (32 << EXP_FRAC) - 1
 #: Precision of the row reciprocal, in bits.
 RECIP_BITS = 16
