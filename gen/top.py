@@ -55,6 +55,11 @@ def _layernorm(c: Config) -> wiring.Component:
     return LayerNorm(c.vector_lanes, max_row=c.vector_max_row)
 
 
+def _residual(c: Config) -> wiring.Component:
+    from intformer.hw.residual import ResidualAdd
+    return ResidualAdd.from_config(c)
+
+
 #: Blocks that ``intformer synth --block NAME`` builds on their own from a configuration:
 #: name -> (factory, one-line description). Add a block here when it lands.
 BLOCKS: dict[str, tuple[Callable[[Config], wiring.Component], str]] = {
@@ -65,6 +70,7 @@ BLOCKS: dict[str, tuple[Callable[[Config], wiring.Component], str]] = {
     "softmax": (_softmax, "the Softmax unit (vector_lanes lanes)"),
     "gelu": (_gelu, "the GELU unit (vector_lanes lanes)"),
     "layernorm": (_layernorm, "the LayerNorm unit (vector_lanes lanes)"),
+    "residual": (_residual, "the residual-add unit (vector_lanes lanes)"),
 }
 
 
