@@ -13,7 +13,7 @@ Steps (all integer)
     3. ``h = 2 * poly_c - d*d`` if ``u >= 0`` else ``d*d``: this is
        ``1 + erf(x / sqrt2)`` in units of ``|a| / 2 * 2**(-2 FRAC)`` with I-BERT's
        ``erf(y) ~ sign(y) (a (min(|y|, -b) + b)**2 + 1)``, ``a = -0.2888``,
-       ``b = -1.769`` (``poly_c = round(2**(2 FRAC + 1) / |a|)``, 24 bits).
+       ``b = -1.769`` (``poly_c = round(2**(2 FRAC + 1) / |a|)``, 23 bits).
     4. ``y = requantize(u * h, out_mult, out_shift)``: the project's dyadic
        requantization (round half away from zero, saturate to INT8) of
        ``x (1 + erf(x / sqrt2)) / 2``, whose unit is ``|a| / 4 * 2**(-3 FRAC)``.
