@@ -1,0 +1,252 @@
+"""The accelerator: command processor, DMA, memories, GEMM engine, executors.
+
+:class:`AcceleratorCore` holds everything behind the AXI4 memory port and takes its
+control (stream address and length, DMA window, start) as plain ports, so that it
+can be tested and embedded without a register bus. Wrap it in
+:class:`intformer.hw.axi.FlatPorts` for conventional ``m_axi_*`` port names.
+
+Data paths
+    * DMA read engine: shared by the command fetch and the load executor, one job at
+      a time (its data and completion are routed to whoever issued it).
+    * DMA write engine: the store executor.
+    * Scratchpad read ports (priority order): GEMM A rows, GEMM B rows, store;
+      write ports: GEMM INT8 results, load.
+    * Accumulator read ports: GEMM partial sums, GEMM bias/scale, store; write ports:
+      GEMM results, load.
+
+Commands executed: ``load``, ``store``, ``gemm``, ``set_const``, ``end``; the vector
+commands end a stream with ``unit_absent`` until their executor is wired in.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out, connect
+
+from . import isa
+from .axi import AXI4Signature
+from .cmdproc import CommandProcessor
+from .config import Config
+from .dma import DMA, DMAError
+from .gemm import GemmEngine
+from .memories import accumulator, scratchpad
+from .transfer import LoadExecutor, StoreExecutor
+
+__all__ = ["AcceleratorCore", "IMPLEMENTED", "COUNTERS"]
+
+#: Commands the accelerator carries out.
+IMPLEMENTED = ("load", "store", "gemm", "set_const", "end")
+
+#: Performance counters, in the order of :attr:`AcceleratorCore.counters`.
+COUNTERS = {
+    "cycles": "Cycles from start to done of the last stream",
+    "gemm_busy": "Cycles the GEMM engine was busy",
+    "gemm_rows": "A rows that entered the array (each is array_rows x array_cols MACs)",
+    "load_bytes": "Bytes loaded by load commands",
+    "store_bytes": "Bytes stored by store commands",
+    "dma_read_stall": "Cycles a load waited for the shared DMA read engine",
+}
+
+
+class AcceleratorCore(wiring.Component):
+    """Everything of the accelerator behind its AXI4 memory port.
+
+    Parameters
+    ----------
+    config : Config
+
+    Members
+    -------
+    m_axi : Out(AXI4Signature)
+        Memory.
+    start : In(1)
+        Pulse: run ``cmd_count`` commands from byte address ``cmd_addr``.
+    dma_abort : In(1)
+        Pulse: abandon the DMA jobs in flight (the DMA's soft reset).
+    cmd_addr : In(axi_addr_width)
+    cmd_count : In(32)
+    window_base : In(axi_addr_width)
+    window_limit : In(axi_addr_width + 1)
+        DMA window ``[base, limit)``; command memory offsets are relative to ``base``.
+    busy, done, irq : Out(1)
+        As on :class:`~intformer.hw.cmdproc.CommandProcessor` (``done`` and ``irq``
+        are pulses).
+    error : Out(8)
+    error_index : Out(32)
+    count_<name> : Out(32)
+        Performance counters (:data:`COUNTERS`), cleared by ``start``.
+
+    Raises
+    ------
+    TypeError
+        If ``config`` is not a Config.
+    """
+
+    def __init__(self, config: Config):
+        if not isinstance(config, Config):
+            raise TypeError(f"Accelerator config must be a Config, not {config!r}")
+        self._config = config
+        aw = config.axi_addr_width
+        super().__init__({
+            "m_axi": Out(AXI4Signature(addr_width=aw, data_width=config.axi_data_width,
+                                       id_width=config.axi_id_width)),
+            "start": In(1), "dma_abort": In(1), "cmd_addr": In(aw), "cmd_count": In(32),
+            "window_base": In(aw), "window_limit": In(aw + 1),
+            "busy": Out(1), "done": Out(1), "irq": Out(1),
+            "error": Out(8), "error_index": Out(32),
+            **{f"count_{name}": Out(32) for name in COUNTERS},
+        })
+
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    def manifest(self) -> dict:
+        """Command encodings, error codes and counters for ``manifest.json``."""
+        return {**isa.manifest_section(IMPLEMENTED),
+                "counters": {name: i for i, name in enumerate(COUNTERS)}}
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        c = self._config
+        aw = c.axi_addr_width
+
+        m.submodules.dma = dma = DMA.from_config(c)
+        m.submodules.cmdproc = cp = CommandProcessor(c, implemented=IMPLEMENTED)
+        m.submodules.load = load = LoadExecutor(c)
+        m.submodules.store = store = StoreExecutor(c)
+        m.submodules.gemm = gemm = GemmEngine(c)
+        m.submodules.spad = spad = scratchpad(c, read_ports=3, write_ports=2)
+        m.submodules.acc = acc = accumulator(c, read_ports=3, write_ports=2)
+
+        wiring.connect(m, wiring.flipped(self.m_axi), dma.m_axi)
+        limit_clip = Mux(self.window_limit >> aw, (1 << aw) - 1, self.window_limit[:aw])
+        m.d.comb += [
+            dma.window_base.eq(self.window_base), dma.window_limit.eq(self.window_limit),
+            dma.abort.eq(self.dma_abort),
+            cp.window_base.eq(self.window_base), cp.window_limit.eq(limit_clip),
+            cp.start.eq(self.start), cp.cmd_addr.eq(self.cmd_addr),
+            cp.cmd_count.eq(self.cmd_count),
+            self.busy.eq(cp.busy), self.done.eq(cp.done), self.irq.eq(cp.irq),
+            self.error.eq(cp.error), self.error_index.eq(cp.error_index),
+            load.window_base.eq(self.window_base), store.window_base.eq(self.window_base),
+        ]
+
+        # Memories.
+        for port, req in zip(spad.read, (gemm.a_rd, gemm.b_rd, store.spad_rd), strict=True):
+            connect(m, port, req)
+        for port, req in zip(spad.write, (gemm.d_wr, load.spad_wr), strict=True):
+            connect(m, port, req)
+        for port, req in zip(acc.read, (gemm.acc_rd, gemm.const_rd, store.acc_rd),
+                             strict=True):
+            connect(m, port, req)
+        for port, req in zip(acc.write, (gemm.c_wr, load.acc_wr), strict=True):
+            connect(m, port, req)
+
+        # DMA read engine: one job at a time, for the fetch or the load executor.
+        # Written as unconditional assignments: Icarus leaves `always @*` blocks whose
+        # inputs never change after time 0 unevaluated, and this routing must be
+        # defined from the first cycle.
+        rd_busy = Signal()
+        rd_owner = Signal()   # 0 fetch, 1 load
+        pick_fetch = Signal()
+        pick_load = Signal()
+        m.d.comb += [
+            pick_fetch.eq(~rd_busy & cp.fetch_req.valid),
+            pick_load.eq(~rd_busy & ~cp.fetch_req.valid & load.desc.valid),
+            dma.rd_desc.valid.eq(pick_fetch | pick_load),
+            cp.fetch_req.ready.eq(pick_fetch & dma.rd_desc.ready),
+            load.desc.ready.eq(pick_load & dma.rd_desc.ready),
+        ]
+        fetch_desc = Signal.like(dma.rd_desc.payload)
+        m.d.comb += [
+            fetch_desc.addr.eq(cp.fetch_req.payload.addr),
+            fetch_desc.rows.eq(1),
+            fetch_desc.row_bytes.eq(cp.fetch_req.payload.count * isa.COMMAND_BYTES),
+        ]
+        m.d.comb += dma.rd_desc.payload.eq(Mux(pick_fetch, fetch_desc, load.desc.payload))
+        with m.If(dma.rd_desc.valid & dma.rd_desc.ready):
+            m.d.sync += [rd_busy.eq(1), rd_owner.eq(pick_load)]
+        to_fetch = Signal()
+        to_load = Signal()
+        m.d.comb += [
+            to_fetch.eq(rd_busy & (rd_owner == 0)),
+            to_load.eq(rd_busy & (rd_owner == 1)),
+            cp.fetch_data.valid.eq(dma.rd_data.valid & to_fetch),
+            cp.fetch_data.payload.eq(dma.rd_data.payload),
+            load.data.valid.eq(dma.rd_data.valid & to_load),
+            load.data.payload.eq(dma.rd_data.payload),
+            dma.rd_data.ready.eq((cp.fetch_data.ready & to_fetch)
+                                 | (load.data.ready & to_load)),
+            cp.fetch_done.eq(dma.rd_status.valid & to_fetch),
+            cp.fetch_error.eq(dma.rd_status.payload.error != DMAError.OK),
+            load.status.valid.eq(dma.rd_status.valid & to_load),
+            load.status.payload.eq(dma.rd_status.payload),
+            dma.rd_status.ready.eq(to_fetch | (load.status.ready & to_load)),
+        ]
+        with m.If(dma.rd_status.valid & dma.rd_status.ready):
+            m.d.sync += rd_busy.eq(0)
+
+        # DMA write engine: the store executor.
+        connect(m, store.desc, dma.wr_desc)
+        connect(m, store.data, dma.wr_data)
+        connect(m, dma.wr_status, store.status)
+
+        # Queues to executors.
+        connect(m, cp.load, load.cmd)
+        connect(m, cp.store, store.cmd)
+        m.d.comb += [cp.load_done.eq(load.done), cp.store_done.eq(store.done)]
+        with m.If(load.done & (load.error != 0)):
+            m.d.comb += cp.exec_error.eq(load.error)
+        with m.Elif(store.done & (store.error != 0)):
+            m.d.comb += cp.exec_error.eq(store.error)
+
+        # Compute: one command at a time, so that completions stay in order.
+        opcode = cp.compute.payload.header.opcode
+        is_gemm = opcode == isa.OPCODES["gemm"].code
+        g = cp.compute.payload.gemm
+        for name in ("a", "a_stride", "b", "b_stride", "c", "c_stride", "d", "d_stride",
+                     "bias", "scale", "m", "k", "n", "accumulate", "use_bias", "requant",
+                     "per_channel", "mult", "shift"):
+            m.d.comb += getattr(gemm.cmd.payload, name).eq(getattr(g, name))
+        const_done = Signal()
+        m.d.comb += [
+            gemm.cmd.valid.eq(cp.compute.valid & is_gemm & ~const_done),
+            cp.compute.ready.eq(~gemm.busy & ~const_done
+                                & Mux(is_gemm, gemm.cmd.ready, 1)),
+            cp.compute_done.eq(gemm.done | const_done),
+        ]
+        m.d.sync += const_done.eq(0)
+        constants = [Signal(32, name=f"const{i}") for i in range(isa.N_CONSTANTS)]
+        with m.If(cp.compute.valid & cp.compute.ready & ~is_gemm):
+            m.d.sync += const_done.eq(1)
+            with m.If(opcode == isa.OPCODES["set_const"].code):
+                with m.Switch(cp.compute.payload.set_const.index):
+                    for i, sig in enumerate(constants):
+                        with m.Case(i):
+                            m.d.sync += sig.eq(cp.compute.payload.set_const.value)
+        self._constants = constants  # read by the vector units
+
+        # Performance counters.
+        counters = {name: Signal(32, name=f"count_{name}") for name in COUNTERS}
+        byte_base = {"load_bytes": Signal(32), "store_bytes": Signal(32)}
+        with m.If(self.start & ~cp.busy):
+            for name, sig in counters.items():
+                if name not in byte_base:
+                    m.d.sync += sig.eq(0)
+            m.d.sync += [byte_base["load_bytes"].eq(load.bytes),
+                         byte_base["store_bytes"].eq(store.bytes)]
+        with m.Elif(cp.busy):
+            m.d.sync += counters["cycles"].eq(counters["cycles"] + 1)
+            with m.If(gemm.busy):
+                m.d.sync += counters["gemm_busy"].eq(counters["gemm_busy"] + 1)
+            with m.If(load.desc.valid & ~load.desc.ready):
+                m.d.sync += counters["dma_read_stall"].eq(counters["dma_read_stall"] + 1)
+        with m.If(gemm.done):
+            m.d.sync += counters["gemm_rows"].eq(counters["gemm_rows"] + gemm.rows)
+        m.d.comb += [counters["load_bytes"].eq(load.bytes - byte_base["load_bytes"]),
+                     counters["store_bytes"].eq(store.bytes - byte_base["store_bytes"])]
+        for name, sig in counters.items():
+            m.d.comb += getattr(self, f"count_{name}").eq(sig)
+        return m

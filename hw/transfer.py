@@ -1,0 +1,404 @@
+"""Load and store executors: 2-D tiles between memory (through the DMA) and the
+scratchpad or accumulator.
+
+A ``load``/``store`` command (:mod:`intformer.hw.isa`) moves ``rows`` memory rows of
+``row_bytes`` bytes, row ``r`` at ``window_base + dram + r * dram_stride``; memory row
+``r`` occupies the ``ceil(row_bytes / L)`` consecutive local rows from
+``loc + r * loc_stride`` (``L`` bytes per local row), little-endian, byte 0 of the
+memory row in byte 0 of the first local row. A load writes whole local rows, zero
+past the row's end; a store writes only the row's bytes to memory.
+
+The DMA streams carry each row packed from lane 0 of a fresh beat (see
+:mod:`intformer.hw.dma`), so the executors only regroup beats of ``B`` bytes into
+local rows of ``L`` bytes. ``L`` must be a multiple of ``B`` or divide it.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from . import isa
+from .config import Config
+from .dma import DMADescriptor, DMAError, DMAStatus
+from .memories import ReadPortSignature, WritePortSignature
+
+__all__ = ["LoadExecutor", "StoreExecutor"]
+
+
+def _aw(rows: int) -> int:
+    return max(1, (rows - 1).bit_length())
+
+
+def _check_ratio(owner: str, bus: int, local: int, what: str) -> None:
+    if local % bus and bus % local:
+        raise ValueError(f"{owner}: {what} rows of {local} bytes and bus beats of {bus} "
+                         f"bytes must divide one another")
+
+
+class _Executor(wiring.Component):
+    def __init__(self, config: Config, members: dict):
+        if not isinstance(config, Config):
+            raise TypeError(f"{type(self).__name__} config must be a Config, not {config!r}")
+        B = config.axi_bytes
+        _check_ratio(type(self).__name__, B, config.spad_row_bytes, "scratchpad")
+        _check_ratio(type(self).__name__, B, config.acc_row_bytes, "accumulator")
+        self._config = config
+        aw = config.axi_addr_width
+        super().__init__({
+            "cmd": In(stream.Signature(isa.command_layout())),
+            "desc": Out(stream.Signature(DMADescriptor(addr_width=aw))),
+            "status": In(stream.Signature(DMAStatus(addr_width=aw))),
+            "window_base": In(aw),
+            "done": Out(1), "error": Out(8),
+            "bytes": Out(32),
+            **members,
+        })
+
+    def _front(self, m: Module, view):
+        """Latch a command, send its DMA job; returns the latched fields and FSM hooks."""
+        c = self._config
+        B = c.axi_bytes
+        f = {name: Signal(width, name=f"cmd_{name}") for name, width in (
+            ("dram", 32), ("dram_stride", 20), ("row_bytes", 12), ("rows", 12), ("loc", 16),
+            ("loc_stride", 12), ("space", 1))}
+        beats_row = Signal(12)
+        lrows = {sp: Signal(12, name=f"lrows_{sp}") for sp in ("spad", "acc")}
+        return f, beats_row, lrows, B
+
+
+class LoadExecutor(_Executor):
+    """Carries out ``load`` commands: one DMA read job per command, its beats written
+    to local rows.
+
+    Timing: one local row written per cycle when the write port is granted and the
+    DMA delivers; a command ends (``done``) when the DMA reports the job.
+
+    Parameters
+    ----------
+    config : Config
+
+    Members
+    -------
+    cmd : In(stream.Signature(command_layout))
+        ``load`` commands; ready while idle.
+    desc : Out(stream.Signature(DMADescriptor))
+    data : In(stream.Signature(axi_data_width))
+    status : In(stream.Signature(DMAStatus))
+        The DMA read engine's job, data and completion ports.
+    spad_wr, acc_wr : Out(WritePortSignature)
+    window_base : In(axi_addr_width)
+    done : Out(1)
+        Pulse when a command has finished.
+    error : Out(8)
+        With ``done``: 0, or the error code (``bus_error``, ``dma_window``).
+    bytes : Out(32)
+        Bytes loaded since reset.
+
+    Raises
+    ------
+    TypeError
+        If ``config`` is not a Config.
+    ValueError
+        If a local row width and the bus width do not divide one another.
+    """
+
+    def __init__(self, config: Config):
+        c = config
+        super().__init__(config, {
+            "data": In(stream.Signature(c.axi_data_width)),
+            "spad_wr": Out(WritePortSignature(addr_width=_aw(c.spad_rows),
+                                              width=c.spad_row_bytes * 8)),
+            "acc_wr": Out(WritePortSignature(addr_width=_aw(c.acc_rows),
+                                             width=c.acc_row_bytes * 8)),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        c = self._config
+        B = c.axi_bytes
+        cmd = self.cmd.payload.load
+        f, beats_row, lrows, _ = self._front(m, cmd)
+
+        row = Signal(12)        # memory rows left
+        row_base = Signal(17)   # first local row of the current memory row
+        beat = Signal(12)       # beats received of the current memory row
+        chunk = Signal(12)      # local rows written of the current memory row
+        status_error = Signal(8)
+        written = Signal(32)
+        m.d.comb += self.bytes.eq(written)
+        in_data = Signal()
+        pending = []
+        for sp, port, L in (("spad", self.spad_wr, c.spad_row_bytes),
+                            ("acc", self.acc_wr, c.acc_row_bytes)):
+            active = Signal(name=f"active_{sp}")
+            m.d.comb += active.eq(in_data & (f["space"] == isa.SPACES[sp]))
+            pending.append(self._gearbox(
+                m, port, L, B, active=active, row=row, row_base=row_base, beat=beat,
+                chunk=chunk, beats_row=beats_row, lrows=lrows[sp], stride=f["loc_stride"],
+                written=written, row_bytes=f["row_bytes"]))
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.cmd.ready.eq(1)
+                with m.If(self.cmd.valid):
+                    for name, sig in f.items():
+                        m.d.sync += sig.eq(getattr(cmd, name))
+                    m.d.sync += [
+                        beats_row.eq((cmd.row_bytes + B - 1) // B),
+                        row.eq(cmd.rows), row_base.eq(cmd.loc), beat.eq(0), chunk.eq(0),
+                    ]
+                    for sp, L in (("spad", c.spad_row_bytes), ("acc", c.acc_row_bytes)):
+                        m.d.sync += lrows[sp].eq((cmd.row_bytes + L - 1) // L)
+                    m.next = "DESC"
+            with m.State("DESC"):
+                m.d.comb += [
+                    self.desc.valid.eq(1),
+                    self.desc.payload.addr.eq(self.window_base + f["dram"]),
+                    self.desc.payload.stride.eq(f["dram_stride"]),
+                    self.desc.payload.rows.eq(f["rows"]),
+                    self.desc.payload.row_bytes.eq(f["row_bytes"]),
+                ]
+                with m.If(self.desc.ready):
+                    m.next = "DATA"
+            with m.State("DATA"):
+                m.d.comb += in_data.eq(1)
+                with m.If((row == 0) & ~pending[0] & ~pending[1]):
+                    m.next = "STATUS"
+            with m.State("STATUS"):
+                m.d.comb += self.status.ready.eq(1)
+                with m.If(self.status.valid):
+                    with m.Switch(self.status.payload.error):
+                        with m.Case(DMAError.OK):
+                            m.d.sync += status_error.eq(0)
+                        with m.Case(DMAError.WINDOW):
+                            m.d.sync += status_error.eq(isa.ERRORS["dma_window"][0])
+                        with m.Default():
+                            m.d.sync += status_error.eq(isa.ERRORS["bus_error"][0])
+                    m.next = "DONE"
+            with m.State("DONE"):
+                m.d.comb += [self.done.eq(1), self.error.eq(status_error)]
+                m.next = "IDLE"
+        return m
+
+    def _gearbox(self, m, port, L, B, *, active, row, row_base, beat, chunk, beats_row, lrows,
+                 stride, written, row_bytes):
+        """Beats of ``B`` bytes into local rows of ``L`` bytes, through ``port``; returns
+        the signal that says a row write is still waiting for its grant."""
+        pending = Signal(name=f"pending_{L}")
+        wdata = Signal(L * 8, name=f"wdata_{L}")
+        waddr = Signal(len(port.addr), name=f"waddr_{L}")
+        m.d.comb += [port.en.eq(pending), port.data.eq(wdata), port.addr.eq(waddr)]
+        with m.If(pending & port.grant):
+            m.d.sync += pending.eq(0)
+        free = ~pending | port.grant
+
+        def next_row():
+            m.d.sync += [row.eq(row - 1), row_base.eq(row_base + stride), beat.eq(0),
+                         chunk.eq(0), written.eq(written + row_bytes)]
+
+        if L >= B:
+            n = L // B
+            acc = Signal(L * 8, name=f"gather_{L}")
+            k = Signal(range(n), name=f"slot_{L}")
+            with m.If(active):
+                m.d.comb += self.data.ready.eq(free & (row != 0))
+            with m.If(active & self.data.valid & self.data.ready):
+                merged = Signal(L * 8, name=f"merged_{L}")
+                m.d.comb += merged.eq(acc)
+                if n == 1:
+                    m.d.comb += merged.eq(self.data.payload)
+                else:
+                    m.d.comb += merged.word_select(k, B * 8).eq(self.data.payload)
+                last_of_row = beat == beats_row - 1
+                with m.If((k == n - 1) | last_of_row):
+                    m.d.sync += [wdata.eq(merged), waddr.eq(row_base + chunk), pending.eq(1),
+                                 acc.eq(0), k.eq(0), chunk.eq(chunk + 1)]
+                with m.Else():
+                    m.d.sync += [acc.eq(merged), k.eq(k + 1)]
+                m.d.sync += beat.eq(beat + 1)
+                with m.If(last_of_row):
+                    next_row()
+        else:
+            n = B // L
+            hold = Signal(B * 8, name=f"hold_{L}")
+            have = Signal(name=f"have_{L}")
+            j = Signal(range(n), name=f"part_{L}")
+            with m.If(active):
+                m.d.comb += self.data.ready.eq(~have & (row != 0))
+            with m.If(active & self.data.valid & self.data.ready):
+                m.d.sync += [hold.eq(self.data.payload), have.eq(1), j.eq(0)]
+            with m.If(active & have & free):
+                m.d.sync += [wdata.eq(hold.word_select(j, L * 8)),
+                             waddr.eq(row_base + chunk), pending.eq(1), chunk.eq(chunk + 1),
+                             j.eq(j + 1)]
+                last_of_row = chunk == lrows - 1
+                with m.If((j == n - 1) | last_of_row):
+                    m.d.sync += have.eq(0)
+                with m.If(last_of_row):
+                    next_row()
+        return pending
+
+
+class StoreExecutor(_Executor):
+    """Carries out ``store`` commands: local rows read and packed into the beats of
+    one DMA write job per command.
+
+    Timing: one local row read every other cycle while the read port is granted and
+    the DMA takes data; a command ends (``done``) when the DMA reports the job
+    (after the last write response).
+
+    Parameters
+    ----------
+    config : Config
+
+    Members
+    -------
+    cmd : In(stream.Signature(command_layout))
+        ``store`` commands; ready while idle.
+    desc : Out(stream.Signature(DMADescriptor))
+    data : Out(stream.Signature(axi_data_width))
+    status : In(stream.Signature(DMAStatus))
+        The DMA write engine's job, data and completion ports.
+    spad_rd, acc_rd : Out(ReadPortSignature)
+    window_base : In(axi_addr_width)
+    done, error, bytes : Out
+        As for :class:`LoadExecutor` (bytes stored).
+
+    Raises
+    ------
+    TypeError
+        If ``config`` is not a Config.
+    ValueError
+        If a local row width and the bus width do not divide one another.
+    """
+
+    def __init__(self, config: Config):
+        c = config
+        super().__init__(config, {
+            "data": Out(stream.Signature(c.axi_data_width)),
+            "spad_rd": Out(ReadPortSignature(addr_width=_aw(c.spad_rows),
+                                             width=c.spad_row_bytes * 8)),
+            "acc_rd": Out(ReadPortSignature(addr_width=_aw(c.acc_rows),
+                                            width=c.acc_row_bytes * 8)),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        c = self._config
+        B = c.axi_bytes
+        cmd = self.cmd.payload.store
+        f, beats_row, lrows, _ = self._front(m, cmd)
+
+        row = Signal(12)
+        row_base = Signal(17)
+        beat = Signal(12)
+        chunk = Signal(12)
+        status_error = Signal(8)
+        stored = Signal(32)
+        m.d.comb += self.bytes.eq(stored)
+        in_data = Signal()
+        for sp, port, L in (("spad", self.spad_rd, c.spad_row_bytes),
+                            ("acc", self.acc_rd, c.acc_row_bytes)):
+            active = Signal(name=f"active_{sp}")
+            m.d.comb += active.eq(in_data & (f["space"] == isa.SPACES[sp]))
+            self._gearbox(m, port, L, B, active=active, row=row, row_base=row_base, beat=beat,
+                          chunk=chunk, beats_row=beats_row, lrows=lrows[sp],
+                          stride=f["loc_stride"], stored=stored, row_bytes=f["row_bytes"])
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.cmd.ready.eq(1)
+                with m.If(self.cmd.valid):
+                    for name, sig in f.items():
+                        m.d.sync += sig.eq(getattr(cmd, name))
+                    m.d.sync += [
+                        beats_row.eq((cmd.row_bytes + B - 1) // B),
+                        row.eq(cmd.rows), row_base.eq(cmd.loc), beat.eq(0), chunk.eq(0),
+                    ]
+                    for sp, L in (("spad", c.spad_row_bytes), ("acc", c.acc_row_bytes)):
+                        m.d.sync += lrows[sp].eq((cmd.row_bytes + L - 1) // L)
+                    m.next = "DESC"
+            with m.State("DESC"):
+                m.d.comb += [
+                    self.desc.valid.eq(1),
+                    self.desc.payload.addr.eq(self.window_base + f["dram"]),
+                    self.desc.payload.stride.eq(f["dram_stride"]),
+                    self.desc.payload.rows.eq(f["rows"]),
+                    self.desc.payload.row_bytes.eq(f["row_bytes"]),
+                ]
+                with m.If(self.desc.ready):
+                    m.next = "DATA"
+            with m.State("DATA"):
+                m.d.comb += in_data.eq(1)
+                with m.If(row == 0):
+                    m.next = "STATUS"
+            with m.State("STATUS"):
+                m.d.comb += self.status.ready.eq(1)
+                with m.If(self.status.valid):
+                    with m.Switch(self.status.payload.error):
+                        with m.Case(DMAError.OK):
+                            m.d.sync += status_error.eq(0)
+                        with m.Case(DMAError.WINDOW):
+                            m.d.sync += status_error.eq(isa.ERRORS["dma_window"][0])
+                        with m.Default():
+                            m.d.sync += status_error.eq(isa.ERRORS["bus_error"][0])
+                    m.next = "DONE"
+            with m.State("DONE"):
+                m.d.comb += [self.done.eq(1), self.error.eq(status_error)]
+                m.next = "IDLE"
+        return m
+
+    def _gearbox(self, m, port, L, B, *, active, row, row_base, beat, chunk, beats_row, lrows,
+                 stride, stored, row_bytes):
+        """Local rows of ``L`` bytes into beats of ``B`` bytes, through ``port``."""
+        # One local row is read at a time: ask (en until grant), then the data come.
+        asked = Signal(name=f"asked_{L}")      # the read was granted; data this cycle
+        buf = Signal(max(L, B) * 8, name=f"buf_{L}")
+        have = Signal(name=f"have_{L}")        # buf holds data to send
+        out = Signal(B * 8, name=f"out_{L}")
+        m.d.comb += [port.addr.eq(row_base + chunk)]
+        m.d.sync += asked.eq(0)
+
+        def next_row():
+            m.d.sync += [row.eq(row - 1), row_base.eq(row_base + stride), beat.eq(0),
+                         chunk.eq(0), stored.eq(stored + row_bytes)]
+
+        if L >= B:
+            n = L // B
+            k = Signal(range(n), name=f"slot_{L}")
+            with m.If(active & ~have & ~asked & (row != 0)):
+                m.d.comb += port.en.eq(1)
+                with m.If(port.grant):
+                    m.d.sync += asked.eq(1)
+            with m.If(asked):
+                m.d.sync += [buf.eq(port.data), have.eq(1), k.eq(0), chunk.eq(chunk + 1)]
+            m.d.comb += out.eq(buf.word_select(k, B * 8))
+            with m.If(active):
+                m.d.comb += [self.data.valid.eq(have), self.data.payload.eq(out)]
+            with m.If(active & self.data.valid & self.data.ready):
+                last_of_row = beat == beats_row - 1
+                m.d.sync += [beat.eq(beat + 1), k.eq(k + 1)]
+                with m.If((k == n - 1) | last_of_row):
+                    m.d.sync += have.eq(0)
+                with m.If(last_of_row):
+                    next_row()
+        else:
+            n = B // L
+            j = Signal(range(n + 1), name=f"part_{L}")
+            with m.If(active & ~have & ~asked & (row != 0)):
+                m.d.comb += port.en.eq(1)
+                with m.If(port.grant):
+                    m.d.sync += asked.eq(1)
+            with m.If(asked):
+                m.d.sync += [buf.word_select(j[:max(1, (n - 1).bit_length())], L * 8)
+                             .eq(port.data), j.eq(j + 1), chunk.eq(chunk + 1)]
+                with m.If((j == n - 1) | (chunk == lrows - 1)):
+                    m.d.sync += have.eq(1)
+            with m.If(active):
+                m.d.comb += [self.data.valid.eq(have), self.data.payload.eq(buf)]
+            with m.If(active & self.data.valid & self.data.ready):
+                m.d.sync += [have.eq(0), j.eq(0), buf.eq(0), beat.eq(beat + 1)]
+                with m.If(beat == beats_row - 1):
+                    next_row()

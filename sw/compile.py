@@ -1,0 +1,210 @@
+"""The compiler: integer model operations to a command stream and a memory image.
+
+Everything it knows about the hardware comes from the manifest dict (sizes in
+``config``/``derived``, encodings in ``commands``), never from ``intformer.hw``.
+
+:class:`Program` lays out a memory image (inputs, weights, constants, outputs, all
+as byte offsets from the DMA window base), allocates scratchpad and accumulator
+rows, and emits commands with their dependency tokens. :meth:`Program.matmul` is the
+building block: ``C = requant(A @ B + bias)`` (or INT32 ``A @ B + bias``) of any size,
+loaded, computed and stored in the layout the GEMM command expects.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .commands import CommandSet
+
+__all__ = ["Program", "Tensor"]
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+class Tensor:
+    """A 2-D tensor in the memory image: ``rows x cols`` of ``dtype`` at byte ``offset``,
+    row-major."""
+
+    def __init__(self, offset: int, rows: int, cols: int, dtype):
+        self.offset, self.rows, self.cols = offset, rows, cols
+        self.dtype = np.dtype(dtype)
+
+    @property
+    def row_bytes(self) -> int:
+        return self.cols * self.dtype.itemsize
+
+    @property
+    def nbytes(self) -> int:
+        return self.rows * self.row_bytes
+
+    def __repr__(self):
+        return f"Tensor({self.offset:#x}, {self.rows}x{self.cols} {self.dtype})"
+
+
+class Program:
+    """A command stream and the memory image it runs on.
+
+    Parameters
+    ----------
+    manifest : dict
+        The design's manifest.
+
+    Raises
+    ------
+    ValueError
+        If an operand does not fit the scratchpad or accumulator.
+    """
+
+    def __init__(self, manifest: dict):
+        self.manifest = manifest
+        self.cs = CommandSet(manifest)
+        c, d = manifest["config"], manifest["derived"]
+        self.R, self.C = c["array_rows"], c["array_cols"]
+        self.spad_rows, self.acc_rows = d["spad_rows"], d["acc_rows"]
+        self.spad_row_bytes, self.acc_row_bytes = d["spad_row_bytes"], d["acc_row_bytes"]
+        self.bus_bytes = c["axi_data_width"] // 8
+        self.image = bytearray()
+        self.commands = []
+        self._spad_next = 0
+        self._acc_next = 0
+
+    # Memory image ---------------------------------------------------------------------------
+
+    def place(self, array, *, align: int = 64) -> Tensor:
+        """Put a 2-D array (int8 or int32) into the image; return its tensor."""
+        array = np.asarray(array)
+        if array.ndim == 1:
+            array = array[None, :]
+        off = _ceil_div(len(self.image), align) * align
+        self.image += bytes(off - len(self.image))
+        self.image += np.ascontiguousarray(array).tobytes()
+        return Tensor(off, array.shape[0], array.shape[1], array.dtype)
+
+    def reserve(self, rows: int, cols: int, dtype, *, align: int = 64) -> Tensor:
+        """Space for an output tensor, zero-filled."""
+        return self.place(np.zeros((rows, cols), dtype=dtype), align=align)
+
+    def read(self, image: bytes, t: Tensor) -> np.ndarray:
+        """Tensor ``t`` out of a memory image (for results read back)."""
+        raw = bytes(image[t.offset:t.offset + t.nbytes])
+        return np.frombuffer(raw, dtype=t.dtype).reshape(t.rows, t.cols).astype(np.int64)
+
+    # Local memories ---------------------------------------------------------------------------
+
+    def alloc_spad(self, rows: int) -> int:
+        if self._spad_next + rows > self.spad_rows:
+            raise ValueError(f"Scratchpad of {self.spad_rows} rows cannot hold {rows} more "
+                             f"rows after {self._spad_next}")
+        addr, self._spad_next = self._spad_next, self._spad_next + rows
+        return addr
+
+    def alloc_acc(self, rows: int) -> int:
+        if self._acc_next + rows > self.acc_rows:
+            raise ValueError(f"Accumulator of {self.acc_rows} rows cannot hold {rows} more "
+                             f"rows after {self._acc_next}")
+        addr, self._acc_next = self._acc_next, self._acc_next + rows
+        return addr
+
+    def free_all(self) -> None:
+        self._spad_next = self._acc_next = 0
+
+    # Commands ---------------------------------------------------------------------------------
+
+    def emit(self, name: str, **fields) -> dict:
+        self.cs.encode(name, **fields)  # validates widths now, not at assembly
+        cmd = {"name": name, **fields}
+        self.commands.append(cmd)
+        return cmd
+
+    def load_tiles(self, t: Tensor, *, loc: int, tile_bytes: int, loc_stride: int,
+                   space: str = "spad", col_bytes: int | None = None) -> list[dict]:
+        """Load ``t`` so that column tile ``j`` (``tile_bytes`` wide) of row ``r`` is at
+        local row ``loc + r * loc_stride + j``; one command per tile, or one for the
+        whole tensor when a tile is exactly one local row."""
+        row_bytes = col_bytes or t.row_bytes
+        local = self.spad_row_bytes if space == "spad" else self.acc_row_bytes
+        sp = self.cs.spaces[space]
+        if tile_bytes == local:
+            return [self.emit("load", dram=t.offset, dram_stride=t.row_bytes,
+                              row_bytes=row_bytes, rows=t.rows, loc=loc,
+                              loc_stride=loc_stride, space=sp)]
+        out = []
+        for j in range(_ceil_div(row_bytes, tile_bytes)):
+            out.append(self.emit("load", dram=t.offset + j * tile_bytes,
+                                 dram_stride=t.row_bytes,
+                                 row_bytes=min(tile_bytes, row_bytes - j * tile_bytes),
+                                 rows=t.rows, loc=loc + j, loc_stride=loc_stride, space=sp))
+        return out
+
+    def store_tiles(self, t: Tensor, *, loc: int, tile_bytes: int, loc_stride: int,
+                    space: str = "spad") -> list[dict]:
+        """Store local column tiles (as :meth:`load_tiles` lays them out) into ``t``."""
+        local = self.spad_row_bytes if space == "spad" else self.acc_row_bytes
+        sp = self.cs.spaces[space]
+        if tile_bytes == local:
+            return [self.emit("store", dram=t.offset, dram_stride=t.row_bytes,
+                              row_bytes=t.row_bytes, rows=t.rows, loc=loc,
+                              loc_stride=loc_stride, space=sp)]
+        out = []
+        for j in range(_ceil_div(t.row_bytes, tile_bytes)):
+            out.append(self.emit("store", dram=t.offset + j * tile_bytes,
+                                 dram_stride=t.row_bytes,
+                                 row_bytes=min(tile_bytes, t.row_bytes - j * tile_bytes),
+                                 rows=t.rows, loc=loc + j, loc_stride=loc_stride, space=sp))
+        return out
+
+    def matmul(self, a: Tensor, b: Tensor, out: Tensor, *, bias: Tensor | None = None,
+               scale: Tensor | None = None, mult: int = 0, shift: int = 0,
+               requant: bool = True) -> None:
+        """``out = requant(a @ b + bias)`` (INT8) or ``a @ b + bias`` (INT32, ``requant``
+        False): loads, one ``gemm``, stores, chained by tokens (the last load gives
+        compute a token, the GEMM gives store one).
+
+        ``scale`` is a 1 x N int32 tensor of ``mult | shift << 16`` per column (per
+        channel); without it ``mult`` and ``shift`` apply to the whole tensor.
+        """
+        M, K = a.rows, a.cols
+        N = b.cols
+        if b.rows != K or out.rows != M or out.cols != N:
+            raise ValueError(f"matmul shapes {M}x{K}, {b.rows}x{N} -> {out.rows}x{out.cols} "
+                             f"do not chain")
+        R, C = self.R, self.C
+        KT, NT = _ceil_div(K, R), _ceil_div(N, C)
+        a_loc = self.alloc_spad(M * KT)
+        b_loc = self.alloc_spad(K * NT)
+        c_loc = self.alloc_acc(M * NT)
+        d_loc = self.alloc_spad(M * NT) if requant else 0
+        loads = self.load_tiles(a, loc=a_loc, tile_bytes=R, loc_stride=KT)
+        loads += self.load_tiles(b, loc=b_loc, tile_bytes=C, loc_stride=NT)
+        bias_loc = scale_loc = 0
+        if bias is not None:
+            bias_loc = self.alloc_acc(NT)
+            loads += self.load_tiles(bias, loc=bias_loc, tile_bytes=self.acc_row_bytes,
+                                     loc_stride=NT, space="acc")
+        if scale is not None:
+            scale_loc = self.alloc_acc(NT)
+            loads += self.load_tiles(scale, loc=scale_loc, tile_bytes=self.acc_row_bytes,
+                                     loc_stride=NT, space="acc")
+        loads[-1]["push_next"] = 1
+        self.emit("gemm", a=a_loc, a_stride=KT, b=b_loc, b_stride=NT, c=c_loc, c_stride=NT,
+                  d=d_loc, d_stride=NT, bias=bias_loc, scale=scale_loc, m=M, k=K, n=N,
+                  accumulate=0, use_bias=int(bias is not None), requant=int(requant),
+                  per_channel=int(scale is not None), mult=mult, shift=shift,
+                  pop_prev=1, push_next=1)
+        if requant:
+            stores = self.store_tiles(out, loc=d_loc, tile_bytes=C, loc_stride=NT)
+        else:
+            stores = self.store_tiles(out, loc=c_loc, tile_bytes=4 * C, loc_stride=NT,
+                                      space="acc")
+        stores[0]["pop_prev"] = 1
+
+    def end(self, *, irq: bool = True) -> None:
+        self.emit("end", irq=int(irq))
+
+    def assemble(self) -> bytes:
+        """The command stream's bytes."""
+        return self.cs.assemble(
+            self.cs.command(c["name"], **{k: v for k, v in c.items() if k != "name"})
+            for c in self.commands)
