@@ -51,6 +51,19 @@ def _addr_width(rows: int) -> int:
     return max(1, (rows - 1).bit_length())
 
 
+def _check_config(config) -> int:
+    """Raise if the engine cannot be built for ``config``; return the accumulator lane
+    width in bits."""
+    if not isinstance(config, Config):
+        raise TypeError(f"GEMM engine config must be a Config, not {config!r}")
+    lane_bits = config.acc_row_bytes * 8 // config.array_cols
+    if config.requant_mult_width + SHIFT_WIDTH > lane_bits:
+        raise ValueError(f"GEMM engine scale lanes of {lane_bits} bits cannot hold a "
+                         f"{config.requant_mult_width}-bit multiplier and a "
+                         f"{SHIFT_WIDTH}-bit shift")
+    return lane_bits
+
+
 class GemmCommand(data.StructLayout):
     """One GEMM descriptor (see the module docstring for the memory layout).
 
@@ -157,13 +170,7 @@ class GemmEngine(wiring.Component):
     """
 
     def __init__(self, config: Config):
-        if not isinstance(config, Config):
-            raise TypeError(f"GEMM engine config must be a Config, not {config!r}")
-        lane_bits = config.acc_row_bytes * 8 // config.array_cols
-        if config.requant_mult_width + SHIFT_WIDTH > lane_bits:
-            raise ValueError(f"GEMM engine scale lanes of {lane_bits} bits cannot hold a "
-                             f"{config.requant_mult_width}-bit multiplier and a "
-                             f"{SHIFT_WIDTH}-bit shift")
+        lane_bits = _check_config(config)
         self._config = config
         self._lane_bits = lane_bits
         self._spad_aw = _addr_width(config.spad_rows)
@@ -569,6 +576,7 @@ class GemmUnit(wiring.Component):
     """
 
     def __init__(self, config: Config):
+        _check_config(config)
         self._engine = GemmEngine(config)
         self._config = config
         spad_aw, acc_aw = _addr_width(config.spad_rows), _addr_width(config.acc_rows)

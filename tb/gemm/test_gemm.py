@@ -4,6 +4,8 @@ per-tensor and per-channel requantization, extreme operands that wrap the INT32
 accumulator, requantization corners, and random memory-port contention that stalls
 every engine port (input gaps and output backpressure)."""
 
+# amaranth: UnusedElaboratable=no
+
 import random
 
 import cocotb

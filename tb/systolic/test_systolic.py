@@ -2,6 +2,8 @@
 activation rows, tiles of 1 to 3 x rows activations, with input gaps on both streams
 and output backpressure; a back-to-back tile sequence must leave no bubble."""
 
+# amaranth: UnusedElaboratable=no
+
 import cocotb
 import numpy as np
 import pytest
@@ -135,7 +137,6 @@ def test_systolic(sim, rows, cols):
                 test_module="tb.systolic.test_systolic", path=path)
 
 
-@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 @pytest.mark.parametrize("kwargs,error,message", [
     ({"rows": 0, "cols": 2}, ValueError, "Systolic array rows must be between 1 and 64, not 0"),
     ({"rows": 2, "cols": 2.0}, TypeError, "Systolic array cols must be an integer, not 2.0"),
