@@ -222,7 +222,8 @@ class LayerNorm(wiring.Component):
         new_s1, new_s2, new_n = s1 + beat_s1, s2 + beat_s2, n + beat.count
 
         accept = self.i.valid & self.i.ready
-        overflow = dropping | (beats == self.max_beats)
+        # Too many beats, or (max_row not a multiple of lanes) too many elements.
+        overflow = dropping | (beats == self.max_beats) | (new_n > self._max_row)
         freeing = Signal()
         wrote = Signal()
         dropped = Signal(range(self.max_beats + 1))

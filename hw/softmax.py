@@ -211,6 +211,7 @@ class Softmax(wiring.Component):
         used = Signal(range(depth + 1))
         row_start = Signal(aw)
         beats = Signal(bw + 1)
+        elems = Signal(range(self.max_beats * lanes + 1))
         run_max = Signal(signed(w), init=min_value)
         dropping = Signal()
         m.d.comb += self.i.ready.eq((used < depth) & rows.w_rdy)
@@ -225,7 +226,9 @@ class Softmax(wiring.Component):
         m.d.comb += new_max.eq(Mux(run_max > lane_vals[0], run_max, lane_vals[0]))
 
         accept = self.i.valid & self.i.ready
-        overflow = dropping | (beats == self.max_beats)
+        # Too many beats, or (max_row not a multiple of lanes) too many elements.
+        overflow = (dropping | (beats == self.max_beats) |
+                    (elems + beat.count > self._max_row))
         row_desc = Signal(desc1)
         m.d.comb += [
             wr.addr.eq(wr_ptr),
@@ -250,13 +253,13 @@ class Softmax(wiring.Component):
                 # Too long: forget what was written of the row, drop the rest of it.
                 m.d.comb += dropped.eq(beats)
                 m.d.sync += [wr_ptr.eq(row_start), self.error.eq(1), dropping.eq(~beat.last),
-                             beats.eq(0), run_max.eq(min_value)]
+                             beats.eq(0), elems.eq(0), run_max.eq(min_value)]
             with m.Else():
                 m.d.comb += wrote.eq(1)
                 m.d.sync += [wr_ptr.eq(ring(wr_ptr, 1)), beats.eq(beats + 1),
-                             run_max.eq(new_max)]
+                             elems.eq(elems + beat.count), run_max.eq(new_max)]
                 with m.If(beat.last):
-                    m.d.sync += [row_start.eq(ring(wr_ptr, 1)), beats.eq(0),
+                    m.d.sync += [row_start.eq(ring(wr_ptr, 1)), beats.eq(0), elems.eq(0),
                                  run_max.eq(min_value)]
 
         # Pass 2: sum of i-exp, then the reciprocal -------------------------------------
