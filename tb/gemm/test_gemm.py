@@ -103,7 +103,7 @@ async def run_gemm(dut):
     if R >= 3:
         assert counters["cycles"] <= counters["rows"] + host.p["fill_latency"], counters
     dut._log.info("2x2 tile sequence: %s", counters)
-    for _ in range(SHAPES):
+    for _ in range(host.p.get("shapes", SHAPES)):
         a, b, opts = random_case(host, g, r)
         await host.gemm(a, b, r=r, **opts)
         count += 1
@@ -115,7 +115,24 @@ CONFIGS = {
     "4x8": dict(array_rows=4, array_cols=8),
     "8x4": dict(array_rows=8, array_cols=4),
     "8x8": dict(),
+    # rows and columns that are not powers of two; memories sized to whole rows
+    "3x5": dict(array_rows=3, array_cols=5, spad_bytes=40960, acc_bytes=20480),
 }
+
+
+def _run(sim, name, shapes=SHAPES):
+    from intformer.gen.sim import harness
+    from intformer.hw.config import BASE
+    from intformer.hw.gemm import GemmUnit
+
+    config = BASE.replace(**CONFIGS[name])
+    unit = GemmUnit(config)
+    path = harness.build_dir(f"gemm_{name}_{shapes}_{sim}")
+    source = harness.emit(unit, path, params={**config.to_dict(), **config.derived(),
+                                              "fill_latency": unit.engine.fill_latency,
+                                              "shapes": shapes})
+    harness.run(sim=sim, sources=[source], toplevel="top", test_module="tb.gemm.test_gemm",
+                path=path)
 
 
 @pytest.mark.parametrize("name", [
@@ -125,17 +142,16 @@ CONFIGS = {
     "8x8",
 ])
 def test_gemm(sim, name):
-    from intformer.gen.sim import harness
-    from intformer.hw.config import BASE
-    from intformer.hw.gemm import GemmUnit
+    _run(sim, name)
 
-    config = BASE.replace(**CONFIGS[name])
-    unit = GemmUnit(config)
-    path = harness.build_dir(f"gemm_{name}_{sim}")
-    source = harness.emit(unit, path, params={**config.to_dict(), **config.derived(),
-                                              "fill_latency": unit.engine.fill_latency})
-    harness.run(sim=sim, sources=[source], toplevel="top", test_module="tb.gemm.test_gemm",
-                path=path)
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_gemm_sweep(request, sim, name):
+    """Five times the shapes of test_gemm, and a non-power-of-two array."""
+    if "slow" not in request.config.getoption("markexpr", ""):
+        pytest.skip("long sweep: run with -m slow")
+    _run(sim, name, shapes=5 * SHAPES)
 
 
 def test_gemm_errors():
