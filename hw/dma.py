@@ -42,8 +42,8 @@ Errors (:class:`DMAError`)
     consumes its full beat count from ``wr_data`` (discarded). Producers and
     consumers stay in step and the next job starts cleanly.
 
-Soft reset (``abort``)
-    A one-cycle pulse on ``abort`` abandons every job that has not reported:
+Soft reset (``soft_reset``)
+    A one-cycle pulse on ``soft_reset`` abandons every job that has not reported:
     no new bursts are issued, bursts already issued are completed on the bus
     (read data accepted and dropped, write bursts padded with ``wstrb`` = 0),
     the pending ``rd_data`` beat and statuses are withdrawn and ``wr_data`` beats
@@ -207,7 +207,7 @@ class _Generator(wiring.Component):
             "burst": Out(stream.Signature(p.record())),
             "window_base": In(aw), "window_limit": In(aw + 1),
             "fail": In(1), "fail_seq": In(p.seq_width),
-            "abort": In(1),
+            "soft_reset": In(1),
             "idle": Out(1),
         })
 
@@ -247,6 +247,9 @@ class _Generator(wiring.Component):
             extra = (shift != 0) & ((shift + tail > B) if self._write else (shift + tail <= B))
         else:
             extra = Const(0)
+        # Every payload bit is one continuous assignment (Icarus does not evaluate
+        # per-slice `always @*` blocks at time 0, which left fields undefined).
+        is_empty = Signal()
         rec = self.burst.payload
         m.d.comb += [
             rec.addr.eq(cur),
@@ -257,9 +260,10 @@ class _Generator(wiring.Component):
             rec.tail.eq(tail),
             rec.extra.eq(extra & row_end),
             rec.row_end.eq(row_end),
-            rec.job_end.eq(row_end & (rows_left == 1)),
-            rec.phantom.eq(refused | (self.fail & (self.fail_seq == seq))),
-            rec.refused.eq(refused),
+            rec.job_end.eq(is_empty | (row_end & (rows_left == 1))),
+            rec.phantom.eq(is_empty | refused | (self.fail & (self.fail_seq == seq))),
+            rec.refused.eq(~is_empty & refused),
+            rec.empty.eq(is_empty),
             rec.seq.eq(seq),
             rec.tag.eq(d.tag),
         ]
@@ -267,14 +271,14 @@ class _Generator(wiring.Component):
         last_byte = Signal(max(aw + p.rows_width, p.bytes_width) + 2)
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += [self.desc.ready.eq(~self.abort), self.idle.eq(1)]
-                with m.If(self.desc.valid & ~self.abort):
+                m.d.comb += [self.desc.ready.eq(~self.soft_reset), self.idle.eq(1)]
+                with m.If(self.desc.valid & ~self.soft_reset):
                     m.d.sync += [d.eq(self.desc.payload), seq.eq(seq + 1)]
                     m.next = "PRODUCT"
             with m.State("PRODUCT"):
                 m.d.sync += prod.eq((d.rows - 1) * d.stride)
                 m.next = "CHECK"
-                with m.If(self.abort):
+                with m.If(self.soft_reset):
                     m.next = "IDLE"
             with m.State("CHECK"):
                 m.d.comb += last_byte.eq(d.addr + prod + d.row_bytes)
@@ -289,16 +293,15 @@ class _Generator(wiring.Component):
                     m.next = "EMPTY"
                 with m.Else():
                     m.next = "RUN"
-                with m.If(self.abort):
+                with m.If(self.soft_reset):
                     m.next = "IDLE"
             with m.State("EMPTY"):
-                m.d.comb += [self.burst.valid.eq(~self.abort), rec.empty.eq(1),
-                             rec.job_end.eq(1), rec.phantom.eq(1), rec.refused.eq(0)]
-                with m.If(self.burst.ready | self.abort):
+                m.d.comb += [self.burst.valid.eq(~self.soft_reset), is_empty.eq(1)]
+                with m.If(self.burst.ready | self.soft_reset):
                     m.next = "IDLE"
             with m.State("RUN"):
-                m.d.comb += self.burst.valid.eq(~self.abort)
-                with m.If(self.abort):
+                m.d.comb += self.burst.valid.eq(~self.soft_reset)
+                with m.If(self.soft_reset):
                     m.next = "IDLE"
                 with m.Elif(self.burst.ready):
                     with m.If(row_end):
@@ -320,7 +323,7 @@ def _engine_members(p: _Params, write: bool) -> dict:
         "status": Out(stream.Signature(p.status())),
         "data": (In if write else Out)(stream.Signature(unsigned(p.data_width))),
         "window_base": In(aw), "window_limit": In(aw + 1),
-        "abort": In(1), "busy": Out(1),
+        "soft_reset": In(1), "busy": Out(1),
     }
     return members
 
@@ -392,7 +395,7 @@ def _bus_member(p: _Params, write: bool):
 
 class DMAReader(_Engine):
     """DMA read engine: memory -> ``data`` stream, 2-D strided (see the module
-    documentation for bursts, byte lanes, errors and ``abort``).
+    documentation for bursts, byte lanes, errors and ``soft_reset``).
 
     Parameters
     ----------
@@ -422,7 +425,7 @@ class DMAReader(_Engine):
         One completion per job, in order.
     window_base : In(addr_width), window_limit : In(addr_width + 1)
         Allowed memory, ``[base, limit)``; sampled when a job's check runs.
-    abort : In(1)
+    soft_reset : In(1)
         Soft reset pulse.
     busy : Out(1)
         A job, burst, beat or status is in flight.
@@ -467,7 +470,7 @@ class DMAReader(_Engine):
             q.w_en.eq(gen.burst.valid & gen.burst.ready),
             q.w_data.eq(plan),
             issue.eq(q.w_en & ~plan.phantom),
-            gen.abort.eq(self.abort | aborting),
+            gen.soft_reset.eq(self.soft_reset | aborting),
         ]
         with m.If(bus.arvalid & bus.arready):
             m.d.sync += bus.arvalid.eq(0)
@@ -478,7 +481,8 @@ class DMAReader(_Engine):
 
         # Data side.
         rec = Signal(p.record())
-        m.d.comb += rec.eq(q.r_data)
+        # Gated so that an empty FIFO's undefined data never reaches control logic.
+        m.d.comb += rec.eq(Mux(q.r_rdy, q.r_data, 0))
         beat = Signal(range(p.max_burst))
         prev = Signal(W)
         in_row = Signal()
@@ -574,7 +578,7 @@ class DMAReader(_Engine):
                         with m.If(rec.job_end):
                             finish_job()
 
-        with m.If(self.abort):
+        with m.If(self.soft_reset):
             m.d.sync += [aborting.eq(1), o.valid.eq(0), st.valid.eq(0)]
         with m.If(aborting):
             m.d.sync += [o.valid.eq(0), st.valid.eq(0)]
@@ -585,7 +589,7 @@ class DMAReader(_Engine):
 
 class DMAWriter(_Engine):
     """DMA write engine: ``data`` stream -> memory, 2-D strided (see the module
-    documentation for bursts, byte lanes, errors and ``abort``).
+    documentation for bursts, byte lanes, errors and ``soft_reset``).
 
     Parameters
     ----------
@@ -604,7 +608,7 @@ class DMAWriter(_Engine):
         stalled or no burst is planned yet.
     status : Out(stream.Signature(DMAStatus))
         One completion per job, in order, after its last write response.
-    window_base, window_limit, abort, busy
+    window_base, window_limit, soft_reset, busy
         As for :class:`DMAReader`.
 
     Raises
@@ -650,7 +654,7 @@ class DMAWriter(_Engine):
             wq.w_en.eq(bq.w_en & ~plan.empty),
             wq.w_data.eq(plan),
             issue.eq(bq.w_en & ~plan.phantom),
-            gen.abort.eq(self.abort | aborting),
+            gen.soft_reset.eq(self.soft_reset | aborting),
         ]
         with m.If(bus.awvalid & bus.awready):
             m.d.sync += bus.awvalid.eq(0)
@@ -661,7 +665,7 @@ class DMAWriter(_Engine):
 
         # Response side (owns the job's error state).
         brec = Signal(p.record())
-        m.d.comb += brec.eq(bq.r_data)
+        m.d.comb += brec.eq(Mux(bq.r_rdy, bq.r_data, 0))
         failed = Signal()
         fail_code = Signal(DMAError)
         fail_addr = Signal(p.addr_width)
@@ -703,7 +707,7 @@ class DMAWriter(_Engine):
 
         # Data side: realign packed rows onto memory lanes.
         rec = Signal(p.record())
-        m.d.comb += rec.eq(wq.r_data)
+        m.d.comb += rec.eq(Mux(wq.r_rdy, wq.r_data, 0))
         beat = Signal(range(p.max_burst))
         first = Signal(init=1)
         prev = Signal(W)
@@ -755,7 +759,7 @@ class DMAWriter(_Engine):
                     m.d.comb += wq.r_en.eq(1)
                     m.d.sync += beat.eq(0)
 
-        with m.If(self.abort):
+        with m.If(self.soft_reset):
             m.d.sync += [aborting.eq(1), st.valid.eq(0)]
         with m.If(aborting):
             m.d.sync += st.valid.eq(0)
@@ -787,7 +791,7 @@ class DMA(wiring.Component):
         The writer's ``desc``, ``data``, ``status`` and ``busy``.
     window_base : In(addr_width), window_limit : In(addr_width + 1)
         Allowed memory ``[base, limit)`` for both directions.
-    abort : In(1)
+    soft_reset : In(1)
         Soft reset pulse for both directions.
 
     Raises
@@ -816,7 +820,7 @@ class DMA(wiring.Component):
             "wr_data": In(stream.Signature(unsigned(data_width))),
             "wr_status": Out(stream.Signature(p.status())),
             "window_base": In(aw), "window_limit": In(aw + 1),
-            "abort": In(1), "rd_busy": Out(1), "wr_busy": Out(1),
+            "soft_reset": In(1), "rd_busy": Out(1), "wr_busy": Out(1),
         })
 
     @classmethod
@@ -884,7 +888,7 @@ class DMA(wiring.Component):
             wiring.connect(m, eng.status, wiring.flipped(getattr(self, f"{pre}_status")))
             m.d.comb += [eng.window_base.eq(self.window_base),
                          eng.window_limit.eq(self.window_limit),
-                         eng.abort.eq(self.abort),
+                         eng.soft_reset.eq(self.soft_reset),
                          getattr(self, f"{pre}_busy").eq(eng.busy)]
         wiring.connect(m, rd.data, wiring.flipped(self.rd_data))
         wiring.connect(m, wiring.flipped(self.wr_data), wr.data)
