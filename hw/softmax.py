@@ -75,8 +75,9 @@ class Softmax(wiring.Component):
        normalised sum goes through the pipelined divider
        (:class:`~intformer.hw.intdiv.PipelinedDivider`, 18 stages) for the
        reciprocal;
-    3. *output*: read the row again, i-exp, multiply by the reciprocal, round,
-       saturate to ``[0, 127]`` (scale 1/128) and send.
+    3. *output*: read the row's i-exp values back (the sum pass stored them in a
+       second ring of 16-bit values beside the row), multiply by the reciprocal,
+       round, saturate to ``[0, 127]`` (scale 1/128) and send.
 
     Each pass handles one beat per cycle and starts the next row without a gap,
     so rows of at least 64 elements stream at nearly ``lanes`` elements per
@@ -175,7 +176,7 @@ class Softmax(wiring.Component):
         """Cycles from the first input beat of a ``length``-element row to its first
         output beat, on an idle unit without stalls."""
         beats = -(-length // self._lanes)
-        return 2 * beats + self.divider_latency + 20
+        return 2 * beats + self.divider_latency + 15
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -197,7 +198,12 @@ class Softmax(wiring.Component):
             shape=data.ArrayLayout(signed(w), lanes), depth=depth, init=[])
         wr = mem.write_port()
         rd_sum = mem.read_port()
-        rd_out = mem.read_port()
+        # The sum pass keeps each beat's i-exp values here (same ring slot) for the
+        # output pass, which then needs no second i-exp datapath.
+        m.submodules.exp_mem = exp_mem = memory.Memory(
+            shape=data.ArrayLayout(unsigned(16), lanes), depth=depth, init=[])
+        exp_wr = exp_mem.write_port()
+        rd_out = exp_mem.read_port()
 
         desc1 = data.StructLayout({"start": unsigned(aw), "beats": unsigned(bw),
                                    "count": unsigned(cw), "max": signed(w)})
@@ -283,14 +289,18 @@ class Softmax(wiring.Component):
             m.d.sync += [s_active.eq(1), s_row.eq(rows.r_data), s_idx.eq(0)]
 
         # Tags beside the read data and the five i-exp stages.
-        tag = data.StructLayout({"valid": 1, "first": 1, "last": 1, "row": desc1})
+        tag = data.StructLayout({"valid": 1, "first": 1, "last": 1, "row": desc1,
+                                 "addr": unsigned(aw)})
         s_tags = [Signal(tag, name=f"s_tag{k}") for k in range(7)]
         m.d.sync += [s_tags[0].valid.eq(s_active), s_tags[0].first.eq(s_idx == 0),
-                     s_tags[0].last.eq(s_issue_last), s_tags[0].row.eq(s_row)]
+                     s_tags[0].last.eq(s_issue_last), s_tags[0].row.eq(s_row),
+                     s_tags[0].addr.eq(rd_sum.addr)]
         m.d.sync += [s_tags[k].eq(s_tags[k - 1]) for k in range(1, 7)]
         s_exp = [_iexp(m, 1, rd_sum.data[lane], s_tags[0].row.max, c, w, f"s{lane}")
                  for lane in range(lanes)]
         t6 = s_tags[5]
+        m.d.comb += [exp_wr.addr.eq(t6.addr), exp_wr.en.eq(t6.valid)]
+        m.d.comb += [exp_wr.data[lane].eq(s_exp[lane]) for lane in range(lanes)]
         masked = [Mux(~t6.last | (lane < t6.row.count), s_exp[lane], 0) for lane in range(lanes)]
         beat_sum = Signal(unsigned(sw), name="beat_sum")
         m.d.sync += beat_sum.eq(sum(masked))
@@ -324,8 +334,8 @@ class Softmax(wiring.Component):
             recips.w_data.eq(recip_desc), recips.w_en.eq(d_tags[-1].valid),
         ]
 
-        # Pass 3: i-exp again, times the reciprocal, out ------------------------------
-        stages = 8
+        # Pass 3: stored i-exp values times the reciprocal, out -----------------------
+        stages = 3
         valid = Signal(stages)
         advance = Signal()
         m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.o.valid.eq(valid[-1])]
@@ -351,9 +361,7 @@ class Softmax(wiring.Component):
             m.d.sync += valid.eq(Cat(o_issue, valid[:-1]))
             m.d.sync += [o_tags[0].last.eq(o_issue_last), o_tags[0].row.eq(o_row)]
             m.d.sync += [o_tags[k].eq(o_tags[k - 1]) for k in range(1, stages)]
-        o_exp = [_iexp(m, advance, rd_out.data[lane], o_tags[0].row.row.max, c, w, f"o{lane}")
-                 for lane in range(lanes)]
-        t_exp, t_prod = o_tags[5], o_tags[6]
+        t_exp, t_prod = o_tags[0], o_tags[1]
         shift = Signal(unsigned(7))
         m.d.comb += shift.eq(t_prod.row.k + (RECIP_BITS - OUT_FRAC))
         top = (1 << OUT_FRAC) - 1
@@ -363,7 +371,7 @@ class Softmax(wiring.Component):
             rounded = round_shift(Cat(prod, Const(0, 1)).as_signed(), shift)
             with m.If(advance):
                 m.d.sync += [
-                    prod.eq(o_exp[lane] * t_exp.row.recip),
+                    prod.eq(rd_out.data[lane] * t_exp.row.recip),
                     y.eq(Mux(t_prod.last & (lane >= t_prod.row.row.count), 0,
                              Mux(rounded > top, top, rounded))),
                 ]
