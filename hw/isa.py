@@ -221,11 +221,12 @@ def opcode(name_or_code) -> Opcode:
     raise ValueError(f"Unknown opcode {name_or_code}")
 
 
-def manifest_section(implemented=None) -> dict:
+def manifest_section(implemented=None, constants=None) -> dict:
     """The ``commands`` and ``errors`` sections of ``manifest.json``.
 
     ``implemented`` names the commands the design executes (default: all); the
-    others end a stream with ``unit_absent``."""
+    others end a stream with ``unit_absent``. ``constants`` names the ``set_const``
+    indices the design's units read (default: :data:`CONSTANTS`)."""
     implemented = list(OPCODES) if implemented is None else [opcode(n).name
                                                               for n in implemented]
     def fields(fs):
@@ -240,7 +241,8 @@ def manifest_section(implemented=None) -> dict:
             "opcodes": {op.name: {"code": op.code, "queue": op.queue, "doc": op.doc,
                                   "fields": fields(op.fields)}
                         for op in OPCODES.values()},
-            "constants": {"count": N_CONSTANTS, **CONSTANTS},
+            "constants": {"count": N_CONSTANTS, **(CONSTANTS if constants is None
+                                                   else constants)},
             "implemented": implemented,
         },
         "errors": {name: code for name, (code, _) in ERRORS.items()},

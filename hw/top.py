@@ -14,13 +14,15 @@ Data paths
     * Accumulator read ports: GEMM partial sums, GEMM bias/scale, store; write ports:
       GEMM results, load.
 
-Commands executed: ``load``, ``store``, ``gemm``, ``set_const``, ``end``; the vector
-commands end a stream with ``unit_absent`` until their executor is wired in.
+Commands executed: ``load``, ``store``, ``gemm``, ``set_const``, ``end``, and
+``gelu``, ``softmax``, ``residual`` where :func:`intformer.hw.vecexec.supported`
+holds (see :func:`implemented`); ``layernorm`` and ``requant`` end a stream with
+``unit_absent`` until their executors are wired in.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out, connect
 
@@ -32,17 +34,28 @@ from .dma import DMA, DMAError
 from .gemm import GemmEngine
 from .memories import accumulator, scratchpad
 from .transfer import LoadExecutor, StoreExecutor
+from .vecexec import CONSTANTS, VectorExecutor, supported
 
-__all__ = ["AcceleratorCore", "IMPLEMENTED", "COUNTERS"]
+__all__ = ["AcceleratorCore", "IMPLEMENTED", "COUNTERS", "implemented"]
 
-#: Commands the accelerator carries out.
+#: Commands every accelerator carries out.
 IMPLEMENTED = ("load", "store", "gemm", "set_const", "end")
+#: Vector commands, carried out where :func:`intformer.hw.vecexec.supported` holds and
+#: the unit is configured.
+VECTOR_OPS = ("gelu", "softmax", "residual")
+
+
+def implemented(config: Config) -> tuple[str, ...]:
+    """The commands an accelerator of ``config`` carries out."""
+    vec = tuple(op for op in VECTOR_OPS if supported(config) and getattr(config, f"has_{op}"))
+    return IMPLEMENTED + vec
 
 #: Performance counters, in the order of :attr:`AcceleratorCore.counters`.
 COUNTERS = {
     "cycles": "Cycles from start to done of the last stream",
     "gemm_busy": "Cycles the GEMM engine was busy",
     "gemm_rows": "A rows that entered the array (each is array_rows x array_cols MACs)",
+    "vector_busy": "Cycles the vector executor was busy",
     "load_bytes": "Bytes loaded by load commands",
     "store_bytes": "Bytes stored by store commands",
     "dma_read_stall": "Cycles a load waited for the shared DMA read engine",
@@ -62,7 +75,7 @@ class AcceleratorCore(wiring.Component):
         Memory.
     start : In(1)
         Pulse: run ``cmd_count`` commands from byte address ``cmd_addr``.
-    dma_abort : In(1)
+    soft_reset : In(1)
         Pulse: abandon the DMA jobs in flight (the DMA's soft reset).
     cmd_addr : In(axi_addr_width)
     cmd_count : In(32)
@@ -91,7 +104,7 @@ class AcceleratorCore(wiring.Component):
         super().__init__({
             "m_axi": Out(AXI4Signature(addr_width=aw, data_width=config.axi_data_width,
                                        id_width=config.axi_id_width)),
-            "start": In(1), "dma_abort": In(1), "cmd_addr": In(aw), "cmd_count": In(32),
+            "start": In(1), "soft_reset": In(1), "cmd_addr": In(aw), "cmd_count": In(32),
             "window_base": In(aw), "window_limit": In(aw + 1),
             "busy": Out(1), "done": Out(1), "irq": Out(1),
             "error": Out(8), "error_index": Out(32),
@@ -104,7 +117,7 @@ class AcceleratorCore(wiring.Component):
 
     def manifest(self) -> dict:
         """Command encodings, error codes and counters for ``manifest.json``."""
-        return {**isa.manifest_section(IMPLEMENTED),
+        return {**isa.manifest_section(implemented(self._config), CONSTANTS),
                 "counters": {name: i for i, name in enumerate(COUNTERS)}}
 
     def elaborate(self, platform) -> Module:
@@ -113,18 +126,34 @@ class AcceleratorCore(wiring.Component):
         aw = c.axi_addr_width
 
         m.submodules.dma = dma = DMA.from_config(c)
-        m.submodules.cmdproc = cp = CommandProcessor(c, implemented=IMPLEMENTED)
+        m.submodules.cmdproc = cp = CommandProcessor(c, implemented=implemented(c))
         m.submodules.load = load = LoadExecutor(c)
         m.submodules.store = store = StoreExecutor(c)
         m.submodules.gemm = gemm = GemmEngine(c)
-        m.submodules.spad = spad = scratchpad(c, read_ports=3, write_ports=2)
-        m.submodules.acc = acc = accumulator(c, read_ports=3, write_ports=2)
+        has_vec = supported(c) and any(getattr(c, f"has_{op}") for op in VECTOR_OPS)
+        if has_vec:
+            m.submodules.vec = vec = VectorExecutor(c)
+            spad_rd = (gemm.a_rd, gemm.b_rd, vec.spad_rd_a, vec.spad_rd_b, store.spad_rd)
+            spad_wr = (gemm.d_wr, vec.spad_wr, load.spad_wr)
+            acc_rd = (gemm.acc_rd, gemm.const_rd, vec.acc_rd_a, vec.acc_rd_b, store.acc_rd)
+            acc_wr = (gemm.c_wr, vec.acc_wr, load.acc_wr)
+        else:
+            spad_rd = (gemm.a_rd, gemm.b_rd, store.spad_rd)
+            spad_wr = (gemm.d_wr, load.spad_wr)
+            acc_rd = (gemm.acc_rd, gemm.const_rd, store.acc_rd)
+            acc_wr = (gemm.c_wr, load.acc_wr)
+        m.submodules.spad = spad = scratchpad(c, read_ports=len(spad_rd),
+                                              write_ports=len(spad_wr))
+        m.submodules.acc = acc = accumulator(c, read_ports=len(acc_rd),
+                                             write_ports=len(acc_wr))
 
         wiring.connect(m, wiring.flipped(self.m_axi), dma.m_axi)
         limit_clip = Mux(self.window_limit >> aw, (1 << aw) - 1, self.window_limit[:aw])
         m.d.comb += [
             dma.window_base.eq(self.window_base), dma.window_limit.eq(self.window_limit),
-            dma.abort.eq(self.dma_abort),
+            # The DMA's soft reset input was first called ``abort``.
+            (dma.soft_reset if "soft_reset" in dma.signature.members else dma.abort)
+            .eq(self.soft_reset),
             cp.window_base.eq(self.window_base), cp.window_limit.eq(limit_clip),
             cp.start.eq(self.start), cp.cmd_addr.eq(self.cmd_addr),
             cp.cmd_count.eq(self.cmd_count),
@@ -134,15 +163,10 @@ class AcceleratorCore(wiring.Component):
         ]
 
         # Memories.
-        for port, req in zip(spad.read, (gemm.a_rd, gemm.b_rd, store.spad_rd), strict=True):
-            connect(m, port, req)
-        for port, req in zip(spad.write, (gemm.d_wr, load.spad_wr), strict=True):
-            connect(m, port, req)
-        for port, req in zip(acc.read, (gemm.acc_rd, gemm.const_rd, store.acc_rd),
-                             strict=True):
-            connect(m, port, req)
-        for port, req in zip(acc.write, (gemm.c_wr, load.acc_wr), strict=True):
-            connect(m, port, req)
+        for ports, reqs in ((spad.read, spad_rd), (spad.write, spad_wr), (acc.read, acc_rd),
+                            (acc.write, acc_wr)):
+            for port, req in zip(ports, reqs, strict=True):
+                connect(m, port, req)
 
         # DMA read engine: one job at a time, for the fetch or the load executor.
         # Written as unconditional assignments: Icarus leaves `always @*` blocks whose
@@ -211,22 +235,35 @@ class AcceleratorCore(wiring.Component):
                      "per_channel", "mult", "shift"):
             m.d.comb += getattr(gemm.cmd.payload, name).eq(getattr(g, name))
         const_done = Signal()
+        is_vec = Signal()
+        vec_busy = Signal()
+        vec_ready = Signal()
+        vec_done = Signal()
+        if has_vec:
+            m.d.comb += [
+                is_vec.eq(Cat(*(opcode == isa.OPCODES[op].code for op in vec.ops)).any()),
+                vec_busy.eq(vec.busy), vec_ready.eq(vec.cmd.ready), vec_done.eq(vec.done),
+                vec.cmd.payload.eq(cp.compute.payload),
+                vec.cmd.valid.eq(cp.compute.valid & is_vec & ~const_done & ~gemm.busy),
+            ]
         m.d.comb += [
-            gemm.cmd.valid.eq(cp.compute.valid & is_gemm & ~const_done),
-            cp.compute.ready.eq(~gemm.busy & ~const_done
-                                & Mux(is_gemm, gemm.cmd.ready, 1)),
-            cp.compute_done.eq(gemm.done | const_done),
+            gemm.cmd.valid.eq(cp.compute.valid & is_gemm & ~const_done & ~vec_busy),
+            cp.compute.ready.eq(~gemm.busy & ~vec_busy & ~const_done
+                                & Mux(is_gemm, gemm.cmd.ready, Mux(is_vec, vec_ready, 1))),
+            cp.compute_done.eq(gemm.done | vec_done | const_done),
         ]
         m.d.sync += const_done.eq(0)
         constants = [Signal(32, name=f"const{i}") for i in range(isa.N_CONSTANTS)]
-        with m.If(cp.compute.valid & cp.compute.ready & ~is_gemm):
+        if has_vec:
+            for i, sig in enumerate(constants):
+                m.d.comb += vec.constants[i].eq(sig)
+        with m.If(cp.compute.valid & cp.compute.ready & ~is_gemm & ~is_vec):
             m.d.sync += const_done.eq(1)
             with m.If(opcode == isa.OPCODES["set_const"].code):
                 with m.Switch(cp.compute.payload.set_const.index):
                     for i, sig in enumerate(constants):
                         with m.Case(i):
                             m.d.sync += sig.eq(cp.compute.payload.set_const.value)
-        self._constants = constants  # read by the vector units
 
         # Performance counters.
         counters = {name: Signal(32, name=f"count_{name}") for name in COUNTERS}
@@ -241,6 +278,8 @@ class AcceleratorCore(wiring.Component):
             m.d.sync += counters["cycles"].eq(counters["cycles"] + 1)
             with m.If(gemm.busy):
                 m.d.sync += counters["gemm_busy"].eq(counters["gemm_busy"] + 1)
+            with m.If(vec_busy):
+                m.d.sync += counters["vector_busy"].eq(counters["vector_busy"] + 1)
             with m.If(load.desc.valid & ~load.desc.ready):
                 m.d.sync += counters["dma_read_stall"].eq(counters["dma_read_stall"] + 1)
         with m.If(gemm.done):

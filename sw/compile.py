@@ -200,6 +200,44 @@ class Program:
                                       space="acc")
         stores[0]["pop_prev"] = 1
 
+    def set_params(self, op: str, params) -> None:
+        """``set_const`` every field of a golden parameter object (``GeluParams``...)
+        into the constants the manifest names ``<op>.<field>``."""
+        for name, index in self.cs.constants.items():
+            prefix, _, field = name.partition(".")
+            if prefix == op:
+                self.emit("set_const", index=index, value=int(getattr(params, field)))
+
+    def vector(self, op: str, x: Tensor, out: Tensor, params, *, x2: Tensor | None = None,
+               src_space: str = "spad") -> None:
+        """``out = op(x[, x2])`` row by row on a vector unit: loads, constants, the
+        command, the store; ``out`` is INT8 in the scratchpad."""
+        rows, length = x.rows, x.cols
+        local = self.spad_row_bytes if src_space == "spad" else self.acc_row_bytes
+        elems = self.spad_row_bytes if src_space == "spad" else self.C
+        chunks = _ceil_div(length, elems)
+        src = self.alloc_spad(rows * chunks) if src_space == "spad" else \
+            self.alloc_acc(rows * chunks)
+        loads = self.load_tiles(x, loc=src, tile_bytes=local, loc_stride=chunks,
+                                space=src_space)
+        src2 = 0
+        out_chunks = _ceil_div(length, self.spad_row_bytes)
+        if x2 is not None:
+            src2 = self.alloc_spad(rows * out_chunks)
+            loads += self.load_tiles(x2, loc=src2, tile_bytes=self.spad_row_bytes,
+                                     loc_stride=out_chunks)
+        loads[-1]["push_next"] = 1
+        dst = self.alloc_spad(rows * out_chunks)
+        self.set_params(op, params)
+        spaces = self.cs.spaces
+        self.emit(op, src=src, src_stride=chunks, src_space=spaces[src_space], src2=src2,
+                  src2_stride=out_chunks, src2_space=spaces["spad"], dst=dst,
+                  dst_stride=out_chunks, dst_space=spaces["spad"], rows=rows, length=length,
+                  pop_prev=1, push_next=1)
+        stores = self.store_tiles(out, loc=dst, tile_bytes=self.spad_row_bytes,
+                                  loc_stride=out_chunks)
+        stores[0]["pop_prev"] = 1
+
     def end(self, *, irq: bool = True) -> None:
         self.emit("end", irq=int(irq))
 

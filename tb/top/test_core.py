@@ -12,7 +12,17 @@ from cocotbext.axi import AxiBus, AxiRam
 from intformer.gen.sim.drivers import pause_generator, reset, rng, start_clock
 from intformer.gen.sim.payload import load_ports
 from intformer.sw.compile import Program
-from intformer.sw.golden import gemm, quantize_multiplier, requantize
+from intformer.sw.golden import (
+    gelu,
+    gelu_params,
+    gemm,
+    quantize_multiplier,
+    requantize,
+    residual_add,
+    residual_params,
+    softmax,
+    softmax_params,
+)
 
 MEM = 1 << 20
 WINDOW = 0x10000     # image base in the RAM
@@ -29,7 +39,7 @@ class TB:
         self.r = rng()
         self.g = np.random.default_rng(self.r.getrandbits(32))
         start_clock(dut.clk)
-        for name in ("start", "dma_abort", "cmd_addr", "cmd_count", "window_base",
+        for name in ("start", "soft_reset", "cmd_addr", "cmd_count", "window_base",
                      "window_limit"):
             getattr(dut, name).value = 0
         self.ram = AxiRam(AxiBus.from_prefix(dut, "m_axi"), dut.clk, dut.rst, size=MEM)
@@ -173,6 +183,36 @@ async def matmul(tb: TB, M, K, N, *, per_channel, requant, bias=True):
     return M * K * N
 
 
+async def vector(tb: TB, op: str, rows: int, length: int, src_space: str):
+    g = tb.g
+    prog = Program(tb.man)
+    x2 = None
+    if op == "residual":
+        x = tb.int8(rows, length)
+        x2 = prog.place(tb.int8(rows, length))
+        params = residual_params(*g.uniform(0.01, 0.1, size=3))
+    else:
+        wide = src_space == "acc"
+        x = (g.integers(-2**16, 2**16, size=(rows, length)).astype(np.int32) if wide
+             else tb.int8(rows, length))
+        scale = float(g.uniform(1e-4, 4e-4)) if wide else float(g.uniform(0.01, 0.06))
+        params = gelu_params(scale, 0.02) if op == "gelu" else softmax_params(scale)
+    tx = prog.place(x)
+    out = prog.reserve(rows, length, np.int8)
+    prog.vector(op, tx, out, params, x2=x2, src_space=src_space)
+    prog.end()
+    image = await tb.run(prog, guard_outputs=[out])
+    if op == "residual":
+        want = residual_add(x, prog.read(prog.image, x2), params)
+    else:
+        want = {"gelu": gelu, "softmax": softmax}[op](x.astype(np.int64), params)
+    got = prog.read(image, out)
+    bad = np.argwhere(got != want)
+    assert not bad.size, (f"{op} {rows}x{length} from {src_space}: {len(bad)} mismatches, "
+                          f"first at {tuple(bad[0])}: got {got[tuple(bad[0])]} want "
+                          f"{want[tuple(bad[0])]}")
+
+
 @cocotb.test()
 async def run_core(dut):
     tb = TB(dut)
@@ -190,7 +230,7 @@ async def run_core(dut):
             await matmul(tb, M, K, N, per_channel=i % 2 == 1, requant=i != 2)
         # Malformed streams end with their code, and the next good stream runs.
         prog = Program(tb.man)
-        prog.emit("gelu", rows=1, length=1)
+        prog.emit("layernorm", rows=1, length=1)
         prog.end()
         await tb.run(prog, expect="unit_absent")
         prog = Program(tb.man)
@@ -199,6 +239,14 @@ async def run_core(dut):
         prog.end()
         await tb.run(prog, expect="dma_window")
         await matmul(tb, R + 1, R + 2, C + 1, per_channel=True, requant=True)
+        implemented = tb.man["commands"]["implemented"]
+        max_row = tb.man["config"]["vector_max_row"]
+        for op in ("gelu", "softmax", "residual"):
+            if op not in implemented:
+                continue
+            for space in ("spad", "acc") if op != "residual" else ("spad",):
+                await vector(tb, op, r.randrange(1, 6), r.choice(
+                    [1, C - 1 or 1, C, C + 1, r.randrange(1, max_row + 1), max_row]), space)
 
     # Throughput of a larger GEMM, without pauses (reported in the log).
     tb.set_pauses("none")
