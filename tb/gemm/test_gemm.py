@@ -1,10 +1,9 @@
+# amaranth: UnusedElaboratable=no
 """GEMM engine (with its own memories) against intformer.sw.golden gemm and requantize:
 random shapes (M, K, N of 1, ragged edges, K over many tiles), bias, accumulation,
 per-tensor and per-channel requantization, extreme operands that wrap the INT32
 accumulator, requantization corners, and random memory-port contention that stalls
 every engine port (input gaps and output backpressure)."""
-
-# amaranth: UnusedElaboratable=no
 
 import random
 

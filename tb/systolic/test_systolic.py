@@ -1,8 +1,7 @@
+# amaranth: UnusedElaboratable=no
 """Systolic array against intformer.sw.golden.gemm: random and extreme weight tiles and
 activation rows, tiles of 1 to 3 x rows activations, with input gaps on both streams
 and output backpressure; a back-to-back tile sequence must leave no bubble."""
-
-# amaranth: UnusedElaboratable=no
 
 import cocotb
 import numpy as np
