@@ -13,7 +13,7 @@ import random
 
 import cocotb
 import numpy as np
-from cocotb.triggers import FallingEdge, RisingEdge
+from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
 
 from intformer.gen.bench.gemm import Layout, plan
 from intformer.gen.sim.drivers import StreamSource, reset, start_clock
@@ -225,6 +225,8 @@ class GemmHost:
             mult=0 if requant is None or per_channel else requant[0],
             shift=0 if requant is None or per_channel else requant[1])
         self.noise_on = False
+        # let noise() withdraw its requests before the host ports are used again
+        await ClockCycles(self.dut.clk, 2)
         got = await self.result(lay, m, n, requant=requant is not None)
         start = np.zeros((m, n), dtype=np.int64) if init is None else init
         full_bias = start + (0 if bias is None else np.asarray(bias, dtype=np.int64))
