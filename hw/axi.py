@@ -277,8 +277,9 @@ class FlatPorts(wiring.Component):
                 if sub.is_signature:
                     continue
                 flat = "_".join([name, *(str(p) for p in path)])
-                flow = sub.flow if member.flow == Out else sub.flow.flip()
-                members[flat] = wiring.Member(flow, sub.shape, init=sub.init)
+                # An In member's signature is already flipped: sub.flow is as the
+                # wrapped component sees it.
+                members[flat] = wiring.Member(sub.flow, sub.shape, init=sub.init)
                 self._flat.append((flat, (name, *path)))
         for name in flatten:
             if name not in inner.signature.members:
