@@ -132,7 +132,7 @@ class GemmEngine(wiring.Component):
 
     Timing: one A row (``R x C`` MACs) per cycle in steady state when every port is
     granted as it asks and ``M >= array_rows`` (the weight tile takes ``R`` cycles
-    to load); a command takes at most ``M * KT * NT + fill_latency (+ requant_latency)``
+    to load); a command takes ``M * KT * NT + fill_latency (+ requant_latency)``
     cycles then. For full rate, A and B must lie in different scratchpad banks
     (each bank has one read port), and the constants preferably in another
     accumulator bank than the partial sums. ``config.dsp_packing`` is not
@@ -209,8 +209,8 @@ class GemmEngine(wiring.Component):
 
     @property
     def fill_latency(self) -> int:
-        """Most cycles a command takes beyond one per A row (``M * KT * NT`` rows),
-        without port contention and with ``M >= max(3, array_rows)``, INT32 results: the
+        """Cycles a command takes beyond one per A row (``M * KT * NT`` rows), without
+        port contention and with ``M >= max(3, array_rows)``, INT32 results: the
         command latch and the weight FIFO (3), the first weight tile (``array_rows``),
         the array (:attr:`array_latency`) and the output stages (2)."""
         return 5 + self._config.array_rows + self.array_latency

@@ -183,6 +183,9 @@ class GemmHost:
                         "shift": int(shift)}])
         await RisingEdge(self.dut.busy)
         await FallingEdge(self.dut.busy)
+        # the counters take their last step at the edge that clears busy: read them
+        # once that edge has settled
+        await FallingEdge(self.dut.clk)
         return {"cycles": int(self.dut.cycles.value), "rows": int(self.dut.rows.value),
                 "bubbles": int(self.dut.bubbles.value)}
 
