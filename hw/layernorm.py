@@ -199,7 +199,7 @@ class LayerNorm(wiring.Component):
         m.submodules.rows = rows = fifo.SyncFIFOBuffered(width=out_layout.size,
                                                          depth=_ROW_CREDITS)
 
-        # Pass 1: input, sums, ring buffer write -----------------------------------------
+        # Pass 1: input, sums, ring buffer write
         wr_ptr = Signal(aw)
         used = Signal(range(depth + 1))
         row_start = Signal(aw)
@@ -247,7 +247,7 @@ class LayerNorm(wiring.Component):
                     m.d.sync += [row_start.eq(ring(wr_ptr, 1)), beats.eq(0),
                                  s1.eq(0), s2.eq(0), n.eq(0)]
 
-        # Statistics chain, one row per cycle, no stalls ---------------------------------
+        # Statistics chain, one row per cycle, no stalls
         st_row = Signal(row_layout)
         st_s2 = Signal(unsigned(s2w))
         st_valid = Signal()
@@ -296,7 +296,7 @@ class LayerNorm(wiring.Component):
                      out_desc.recip.eq(divider.quotient),
                      rows.w_data.eq(out_desc), rows.w_en.eq(done.valid)]
 
-        # Pass 2: normalise, gamma/beta, out ----------------------------------------------
+        # Pass 2: normalise, gamma/beta, out
         stages = 6
         valid = Signal(stages)
         advance = Signal()

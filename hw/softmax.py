@@ -170,6 +170,7 @@ class Softmax(wiring.Component):
 
     @property
     def divider_latency(self) -> int:
+        """Stages of the reciprocal divider (one per quotient bit)."""
         return RECIP_BITS + 2
 
     def latency(self, length: int) -> int:
@@ -186,6 +187,7 @@ class Softmax(wiring.Component):
 
         def ring(a, b):
             return Mux(a + b >= depth, a + b - depth, a + b)[:aw]
+
         bw = self.max_beats.bit_length()
         cw = count_width(lanes)
         sw = self.sum_width
@@ -212,7 +214,7 @@ class Softmax(wiring.Component):
         m.submodules.recips = recips = fifo.SyncFIFOBuffered(width=desc2.size,
                                                              depth=_RECIP_QUEUE)
 
-        # Pass 1: input, row maximum, ring buffer write --------------------------------
+        # Pass 1: input, row maximum, ring buffer write
         wr_ptr = Signal(aw)
         used = Signal(range(depth + 1))
         row_start = Signal(aw)
@@ -268,7 +270,7 @@ class Softmax(wiring.Component):
                     m.d.sync += [row_start.eq(ring(wr_ptr, 1)), beats.eq(0), elems.eq(0),
                                  run_max.eq(min_value)]
 
-        # Pass 2: sum of i-exp, then the reciprocal -------------------------------------
+        # Pass 2: sum of i-exp, then the reciprocal
         outstanding = Signal(range(_RECIP_QUEUE + 1))
         started = Signal()
         popped = Signal()
@@ -334,7 +336,7 @@ class Softmax(wiring.Component):
             recips.w_data.eq(recip_desc), recips.w_en.eq(d_tags[-1].valid),
         ]
 
-        # Pass 3: stored i-exp values times the reciprocal, out -----------------------
+        # Pass 3: stored i-exp values times the reciprocal, out
         stages = 3
         valid = Signal(stages)
         advance = Signal()
