@@ -180,9 +180,11 @@ class _Progress:
 
 
 def _last_error(log: Path) -> str:
+    """The tool's last ``ERROR:`` line (Yosys and nextpnr both use that prefix), else its
+    last line."""
     lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
     for line in reversed(lines):
-        if "ERROR" in line or "error" in line.lower():
+        if line.startswith("ERROR"):
             return line
     return lines[-1] if lines else "no output"
 
