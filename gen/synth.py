@@ -20,7 +20,7 @@ Targets
 
 The top usually has more I/O bits than a package has pins, so the ports never go
 to pins: on ECP5 nextpnr runs ``--out-of-context`` (no I/O buffers; the clock is
-routed in fabric, which makes Fmax slightly pessimistic). nextpnr-ice40 has no
+routed in fabric rather than on a global network, which may lower Fmax). nextpnr-ice40 has no
 out-of-context mode, so on iCE40 the top is wrapped in a module whose inputs and
 outputs are shift registers fed from and read through four pins; the wrapper is
 kept as its own module during synthesis so the resource figures are the top's
