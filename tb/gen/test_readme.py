@@ -44,3 +44,12 @@ def test_cli_subcommands_in_readme():
     section = text.split("## Command line", 1)[1].split("\n## ", 1)[0]
     for command in ("presets", "generate", "synth"):
         assert f"intformer {command}" in section
+
+
+def test_configuration_example_loads():
+    from intformer.gen.configfile import loads
+    text = (REPO / "README.md").read_text()
+    section = text.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    example = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    config = loads(example)
+    assert config.array_rows == 8 and not config.has_gelu
