@@ -36,7 +36,8 @@ from .memories import accumulator, scratchpad
 from .transfer import LoadExecutor, StoreExecutor
 from .vecexec import CONSTANTS, VectorExecutor, supported
 
-__all__ = ["AcceleratorCore", "IMPLEMENTED", "COUNTERS", "implemented"]
+__all__ = ["Accelerator", "AcceleratorCore", "IMPLEMENTED", "COUNTERS", "PERF_REGISTERS",
+           "implemented", "register_map"]
 
 #: Commands every accelerator carries out.
 IMPLEMENTED = ("load", "store", "gemm", "set_const", "end")
@@ -288,4 +289,117 @@ class AcceleratorCore(wiring.Component):
                      counters["store_bytes"].eq(store.bytes - byte_base["store_bytes"])]
         for name, sig in counters.items():
             m.d.comb += getattr(self, f"count_{name}").eq(sig)
+        return m
+
+
+#: Registers the accelerator adds to :func:`intformer.hw.csr.standard_registers`, and
+#: the counter each ``perf_*`` register shows.
+PERF_REGISTERS = {
+    "perf_cycles_busy": "cycles", "perf_bytes_read": "load_bytes",
+    "perf_bytes_written": "store_bytes", "perf_stall_cycles": "dma_read_stall",
+    "perf_gemm_busy": "gemm_busy", "perf_gemm_rows": "gemm_rows",
+    "perf_vector_busy": "vector_busy",
+}
+
+
+def register_map(config: Config):
+    """The accelerator's register map: the standard registers, then ``cmd_addr``,
+    ``cmd_count``, ``error_index`` and the extra performance counters."""
+    from .csr import Field, Register, standard_registers
+    regs = standard_registers(addr_width=config.axi_addr_width)
+    regs.add(Register("cmd_addr", [Field("addr", 32)], doc="Command stream byte address"))
+    regs.add(Register("cmd_count", [Field("count", 32)], doc="Commands in the stream"))
+    regs.add(Register("error_index", [Field("index", 32, access="ro")],
+                      doc="Index of the command at fault (see the errors section)"))
+    for name, counter in PERF_REGISTERS.items():
+        if name not in {r.name for r in regs}:
+            regs.add(Register(name, [Field("count", 32, access="ro")],
+                              doc=COUNTERS[counter]))
+    return regs
+
+
+class Accelerator(wiring.Component):
+    """The accelerator as a system sees it: :class:`AcceleratorCore` behind an
+    AXI4-Lite register block (:func:`register_map`).
+
+    The host writes the image and the command stream into memory, sets
+    ``window_base``/``window_limit``, ``cmd_addr`` and ``cmd_count``, enables the
+    interrupts it wants in ``irq_enable`` and writes ``ctrl.start``. ``status`` shows
+    busy, done and the error code; ``irq_status.done`` is set by a stream that ended
+    with ``end`` and its ``irq`` flag, ``irq_status.error`` by a stream that failed.
+    ``error_addr`` is not recorded yet and reads 0.
+
+    Parameters
+    ----------
+    config : Config
+
+    Members
+    -------
+    m_axi : Out(AXI4Signature)
+        Memory (``m_axi_*`` once wrapped in :class:`intformer.hw.axi.FlatPorts`).
+    s_axil : In(AXI4LiteSignature)
+        Registers (``s_axil_*``).
+    irq : Out(1)
+        High while an enabled interrupt cause is set.
+
+    Raises
+    ------
+    TypeError
+        If ``config`` is not a Config.
+    """
+
+    def __init__(self, config: Config):
+        from .axi import AXI4LiteSignature
+        if not isinstance(config, Config):
+            raise TypeError(f"Accelerator config must be a Config, not {config!r}")
+        if config.axi_addr_width > 32:
+            raise ValueError(f"Accelerator supports addresses of up to 32 bits, not "
+                             f"{config.axi_addr_width}")
+        self._config = config
+        self._core = AcceleratorCore(config)
+        self._regs = register_map(config)
+        super().__init__({
+            "m_axi": Out(AXI4Signature(addr_width=config.axi_addr_width,
+                                       data_width=config.axi_data_width,
+                                       id_width=config.axi_id_width)),
+            "s_axil": In(AXI4LiteSignature(addr_width=config.csr_addr_width, data_width=32)),
+            "irq": Out(1),
+        })
+
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    def manifest(self) -> dict:
+        """Registers, command encodings, error codes and counters for ``manifest.json``."""
+        return {"registers": self._regs.manifest(), **self._core.manifest()}
+
+    def elaborate(self, platform) -> Module:
+        from .csr import CSRBank
+        m = Module()
+        c = self._config
+        m.submodules.core = core = self._core
+        m.submodules.csr = csr = CSRBank(self._regs, addr_width=c.csr_addr_width,
+                                         irq=("irq_enable", "irq_status"))
+        wiring.connect(m, wiring.flipped(self.m_axi), core.m_axi)
+        wiring.connect(m, wiring.flipped(self.s_axil), csr.s_axil)
+        done = Signal()
+        with m.If(core.start & ~core.busy):
+            m.d.sync += done.eq(0)
+        with m.Elif(core.done):
+            m.d.sync += done.eq(1)
+        m.d.comb += [
+            self.irq.eq(csr.irq),
+            core.start.eq(csr.ctrl.start), core.soft_reset.eq(csr.ctrl.soft_reset),
+            core.cmd_addr.eq(csr.cmd_addr.addr), core.cmd_count.eq(csr.cmd_count.count),
+            core.window_base.eq(csr.window_base.addr),
+            core.window_limit.eq(csr.window_limit.addr),
+            csr.status.busy.eq(core.busy), csr.status.done.eq(done),
+            csr.status.error.eq(core.error),
+            csr.error_index.index.eq(core.error_index),
+            csr.irq_status.done_set.eq(core.irq & (core.error == 0)),
+            csr.irq_status.error_set.eq(core.done & (core.error != 0)),
+        ]
+        for name, counter in PERF_REGISTERS.items():
+            m.d.comb += getattr(csr, name).count.eq(getattr(core, f"count_{counter}"))
         return m

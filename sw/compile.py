@@ -69,6 +69,7 @@ class Program:
         self.commands = []
         self._spad_next = 0
         self._acc_next = 0
+        self._load_waits = False
 
     # Memory image ---------------------------------------------------------------------------
 
@@ -110,9 +111,25 @@ class Program:
     def free_all(self) -> None:
         self._spad_next = self._acc_next = 0
 
+    def sync(self) -> None:
+        """Make the next load wait until every store so far has finished (a result in
+        memory read back, or local rows reused): the last store gives compute a token,
+        a ``set_const`` of the scratch constant (the last one) passes it on, and the
+        next load waits for it."""
+        stores = [c for c in self.commands if c["name"] == "store"]
+        if not stores:
+            return
+        stores[-1]["push_prev"] = 1
+        self.emit("set_const", index=self.cs.constants["count"] - 1, value=0, pop_next=1,
+                  push_prev=1)
+        self._load_waits = True
+
     # Commands ---------------------------------------------------------------------------------
 
     def emit(self, name: str, **fields) -> dict:
+        if name == "load" and self._load_waits:
+            fields["pop_next"] = 1
+            self._load_waits = False
         self.cs.encode(name, **fields)  # validates widths now, not at assembly
         cmd = {"name": name, **fields}
         self.commands.append(cmd)
