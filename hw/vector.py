@@ -53,17 +53,15 @@ def round_shift(value: Value, shift: Value) -> Value:
     """``round_shift(value, shift)`` of the golden model: divide by ``2**shift``,
     rounding to nearest with ties away from zero (a combinational expression).
 
-    ``value`` is signed; ``shift`` unsigned (any width). The sum is formed one bit
-    wider than ``value`` so the tie at the most negative value rounds correctly.
+    ``value`` is signed; ``shift`` unsigned (any width). With ``v = value - (value
+    < 0)``, the golden ``floor((v + 2**(s-1)) / 2**s)`` equals
+    ``((v >> (s-1)) + 1) >> 1`` for ``s > 0``: one barrel shifter, no rounding
+    constant to shift into place. Shifts beyond the width give 0, as they must.
     """
     value = value.as_signed()
-    w = len(value) + 1
-    sw = len(shift)
-    half = (Const(1, w) << (shift - 1)[:sw])[:w]
-    bias = Mux(shift == 0, 0, half - value[-1])
-    rounded = (value + bias) >> shift
-    # A shift of w or more leaves less than a quarter in magnitude: the result is 0.
-    return Mux(shift >= w, 0, rounded)
+    v = value - value[-1]
+    halved = ((v >> (shift - 1)[:len(shift)]) + 1) >> 1
+    return Mux(shift == 0, value, halved)
 
 
 def saturate(value: Value, bits: int) -> Value:
