@@ -96,10 +96,10 @@ def test_flat_ports_errors():
 
 
 def test_dma_figures_and_layouts():
+    from amaranth.hdl import Fragment
+
     from intformer.hw.config import preset
     from intformer.hw.dma import DMA, DMAError
-
-    from amaranth.hdl import Fragment
 
     dma = DMA.from_config(preset("arty_a7"))
     Fragment.get(dma, None)  # elaborates, so it is not reported as unused
