@@ -48,7 +48,10 @@ Soft reset (``soft_reset``)
     (read data accepted and dropped, write bursts padded with ``wstrb`` = 0),
     the pending ``rd_data`` beat and statuses are withdrawn and ``wr_data`` beats
     offered meanwhile are discarded. ``busy`` falls when the engine is idle again;
-    no AXI handshake is ever dropped.
+    no AXI handshake is ever dropped. Descriptors are not accepted while ``busy``
+    from a soft reset; one offered then is taken afterwards, so reset its producer too.
+    A completion that is not taken from ``status`` holds the engine (the next job's
+    data wait for it), so the consumer of ``status`` must keep up.
 
 Throughput: one beat per cycle per direction in steady state; a burst is issued
 per cycle at most, so bursts of 2 or more beats sustain the full rate when the
@@ -868,6 +871,12 @@ class DMA(wiring.Component):
         """Parameters and figures, for testbenches and the manifest."""
         return {**self._p.kwargs(), "bytes_per_beat": self._p.B, "burst_span": self._p.span,
                 "errors": {e.name: e.value for e in DMAError}}
+
+    def manifest(self) -> dict:
+        """Manifest sections: ``dma`` (figures) and ``errors.dma`` (completion codes, which
+        the C header emits as ``INTFORMER_ERROR_DMA_<NAME>``)."""
+        figures = {k: v for k, v in self.params().items() if k != "errors"}
+        return {"dma": figures, "errors": {"dma": {e.name: e.value for e in DMAError}}}
 
     def elaborate(self, platform) -> Module:
         m = Module()

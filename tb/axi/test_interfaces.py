@@ -199,3 +199,14 @@ def test_csr_errors(make, error, message):
 
     with pytest.raises(error, match=message):
         make(csr)
+
+
+def test_dma_manifest_reaches_c_header():
+    from intformer.gen.emit import c_header
+    from intformer.hw.dma import DMA
+
+    man = DMA(data_width=128).manifest()
+    assert man["dma"]["bytes_per_beat"] == 16 and man["dma"]["max_burst"] == 16
+    text = c_header({"config": {}, "derived": {}, **man})
+    assert re.search(r"#define INTFORMER_ERROR_DMA_WINDOW\s+3u", text)
+    assert re.search(r"#define INTFORMER_ERROR_DMA_SLVERR\s+1u", text)
