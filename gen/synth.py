@@ -53,9 +53,10 @@ __all__ = ["TARGETS", "DEVICES", "Target", "add_arguments", "run", "synthesize",
 class Target:
     """How one family is synthesized and counted.
 
-    ``lut``, ``ff``, ``dsp``, ``bram`` map a cell type to what it counts for (a LUT4
-    carry cell such as ECP5's ``CCU2C`` counts as two LUTs; a Xilinx ``RAMB18E1`` is
-    half a 36 Kib block).
+    ``lut``, ``ff``, ``dsp``, ``bram`` name the cell types each figure counts (``*DFF``
+    in ``ff`` means every type containing ``DFF``); ``lut`` and ``bram`` map a type to
+    what it counts for (a LUT4 carry cell such as ECP5's ``CCU2C`` counts as two LUTs;
+    a Xilinx ``RAMB18E1`` is half a 36 Kib block).
     """
 
     yosys_script: str
@@ -86,11 +87,7 @@ TARGETS: dict[str, Target] = {
                      lut={f"LUT{i}": 1 for i in range(1, 7)}, ff=_XILINX_FF,
                      dsp=("DSP48E1",), bram={"RAMB36E1": 1, "RAMB18E1": 0.5}),
     "generic": Target("synth", "-lut 4", None, None, None, lut={"$lut": 1},
-                      ff=tuple(f"$_{k}DFF{e}_{p}_" for k in ("", "S") for e in ("", "E")
-                               for p in ("P", "N", "PP0", "PP1", "PN0", "PN1", "NP0", "NP1",
-                                         "NN0", "NN1", "PP", "PN", "NP", "NN", "PPP", "PPN",
-                                         "PNP", "PNN", "NPP", "NPN", "NNP", "NNN"))
-                      + ("$dff", "$sdff", "$adff", "$dffe", "$sdffe", "$adffe"),
+                      ff=("*DFF",),
                       dsp=(), bram={}),
 }
 
@@ -224,6 +221,12 @@ def _wrapper(ports: list[dict], top: str) -> str:
     return "\n".join(lines)
 
 
+def _is_ff(cell: str, names: tuple) -> bool:
+    # "*DFF" matches every Yosys flip-flop cell ($_DFF_P_, $_SDFFE_PP0P_, $adff, ...).
+    return any(cell.upper().find(n[1:]) >= 0 if n.startswith("*") else cell == n
+               for n in names)
+
+
 def _cells(stat: dict, module: str | None) -> dict:
     if module is None:
         return stat["design"]["num_cells_by_type"]
@@ -241,7 +244,7 @@ def resources(stat: dict, target: str, module: str | None = None) -> dict:
     cells = _cells(stat, module)
     out = {
         "lut": sum(n * cells.get(c, 0) for c, n in spec.lut.items()),
-        "ff": sum(cells.get(c, 0) for c in spec.ff),
+        "ff": sum(n for c, n in cells.items() if _is_ff(c, spec.ff)),
         "dsp": sum(cells.get(c, 0) for c in spec.dsp) if spec.dsp else None,
         "bram": sum(n * cells.get(c, 0) for c, n in spec.bram.items()) if spec.bram else None,
     }
