@@ -172,6 +172,21 @@ def test_resources_counts_by_family():
                                              "CARRY4": 9}}}
     assert resources(stat, "xilinx") == {"lut": 6, "ff": 7, "dsp": 2, "bram": 4.5}
     assert resources(stat, "generic") == {"lut": 0, "ff": 0, "dsp": None, "bram": None}
+    generic = {"design": {"num_cells_by_type": {"$lut": 10, "$_SDFFE_PP0P_": 3, "$_DFF_P_": 2,
+                                                "$_DFFSR_PNN_": 1, "$_AND_": 4}}}
+    assert resources(generic, "generic") == {"lut": 10, "ff": 6, "dsp": None, "bram": None}
+
+
+@pytest.mark.slow
+def test_generic(tmp_path):
+    proc = cli("synth", "--preset", "tiny", "--block", "requant", "--target", "generic",
+               "--json", "--out", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    stat = json.loads((tmp_path / "stat.json").read_text())["design"]["num_cells_by_type"]
+    assert r["lut"] == stat["$lut"] > 0
+    assert r["ff"] == sum(n for c, n in stat.items() if "DFF" in c.upper()) > 0
+    assert r["dsp"] is None and r["bram"] is None and r["fmax_mhz"] is None
 
 
 def test_default_out_folder(tmp_path):
