@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -35,7 +35,8 @@ class Requantizer(wiring.Component):
     :func:`intformer.sw.golden.requantize` specifies.
 
     ``y = saturate(round_half_away(acc * mult / 2**shift))``, computed in three
-    register stages: multiply; add the rounding constant and shift; saturate.
+    register stages: multiply; shift (keeping one fraction bit); round and
+    saturate.
     One beat per cycle in steady state. The pipeline stalls as a whole when
     the output is not ready, so ``i.ready`` follows ``o.ready`` whenever the
     pipeline is full.
@@ -116,23 +117,22 @@ class Requantizer(wiring.Component):
         lo, hi = -(1 << (ow - 1)), (1 << (ow - 1)) - 1
         for lane in range(lanes):
             product = Signal(signed(pw), name=f"product{lane}")
+            # floor((2p - [p < 0]) / 2**s), the result in halves: one more add and
+            # halving gives floor((p + 2**(s-1) - [p < 0]) / 2**s), the golden rule
+            # (ties away from zero; p itself for s = 0). An arithmetic shift of 50
+            # bits needs no rounding-constant decoder, and a shift past the width
+            # leaves 0 or -1, which round to 0 as the golden model does.
             shift = Signal(6, name=f"shift{lane}")
-            rounding = Signal(signed(pw + 1), name=f"rounding{lane}")
-            rounded = Signal(signed(pw + 1), name=f"rounded{lane}")
-            # 2**(s-1) for a non-negative product, 2**(s-1) - 1 for a negative
-            # one: ties round away from zero, as the golden model specifies.
-            with m.If(shift != 0):
-                m.d.comb += rounding.eq((Const(1, pw) << (shift - 1)[:6])[:pw] - product[-1])
+            halves = Signal(signed(pw + 2), name=f"halves{lane}")
+            rounded = Signal(signed(pw + 2), name=f"rounded{lane}")
+            m.d.comb += rounded.eq((halves + 1) >> 1)
             with m.If(advance):
                 m.d.sync += [
                     product.eq(self.i.payload.acc[lane] *
                                self.i.payload.mult[lane].as_unsigned()),
                     shift.eq(self.i.payload.shift[lane]),
-                    rounded.eq((product + rounding) >> shift),
+                    halves.eq(((product << 1) - product[-1]) >> shift),
                 ]
-                # |product| < 2**(pw-1): a shift of pw or more rounds every value to 0.
-                with m.If(shift >= pw):
-                    m.d.sync += rounded.eq(0)
                 with m.If(rounded > hi):
                     m.d.sync += self.o.payload[lane].eq(hi)
                 with m.Elif(rounded < lo):
