@@ -254,14 +254,16 @@ class LayerNorm(wiring.Component):
         m.d.sync += [st_valid.eq(push), st_row.start.eq(row_start), st_row.beats.eq(beats + 1),
                      st_row.count.eq(beat.count), st_row.n.eq(new_n), st_row.s1.eq(new_s1),
                      st_s2.eq(new_s2)]
-        tag_layout = data.StructLayout({"valid": 1, "row": row_layout, "j": unsigned(5)})
-        chain = [Signal(tag_layout, name=f"st_tag{k}") for k in range(self.stats_latency)]
-        m.d.sync += [chain[0].valid.eq(st_valid), chain[0].row.eq(st_row)]
-        for k in range(1, len(chain)):
-            m.d.sync += chain[k].valid.eq(chain[k - 1].valid)
-            m.d.sync += chain[k].row.eq(chain[k - 1].row)
-            if k != 3:
-                m.d.sync += chain[k].j.eq(chain[k - 1].j)
+        # The chain has a fixed latency and keeps rows in order, so each row's
+        # descriptor waits in a small FIFO rather than in a register per stage;
+        # only the valid bit and the 5-bit shift j travel along.
+        m.submodules.pending = pending = fifo.SyncFIFO(width=row_layout.size,
+                                                       depth=_ROW_CREDITS)
+        m.d.comb += [pending.w_data.eq(st_row), pending.w_en.eq(st_valid)]
+        chain_valid = Signal(self.stats_latency)
+        m.d.sync += chain_valid.eq(Cat(st_valid, chain_valid[:-1]))
+        chain_j = [Signal(unsigned(5), name=f"st_j{k}") for k in range(3, self.stats_latency)]
+        m.d.sync += [chain_j[k].eq(chain_j[k - 1]) for k in range(1, len(chain_j))]
         ns2 = Signal(unsigned(s2w + nw))
         s1sq = Signal(unsigned(2 * s1w))
         nn = Signal(unsigned(2 * nw))
@@ -280,8 +282,8 @@ class LayerNorm(wiring.Component):
             ns2.eq(st_row.n * st_s2), s1sq.eq(st_row.s1 * st_row.s1), nn.eq(st_row.n * st_row.n),
             var.eq(ns2 - s1sq), epsn.eq(nn * c.eps_q),
             v.eq((var.as_unsigned() << EPS_FRAC) + epsn),
-            vmax.eq(Mux(v == 0, 1, v)), chain[3].j.eq(j),
-            vn.eq(vmax << (chain[3].j << 1)),
+            vmax.eq(Mux(v == 0, 1, v)), chain_j[0].eq(j),
+            vn.eq(vmax << (chain_j[0] << 1)),
         ]
         m.submodules.sqrt = sqrt = PipelinedSqrt(_V_BITS)
         m.submodules.divider = divider = PipelinedDivider(
@@ -290,11 +292,10 @@ class LayerNorm(wiring.Component):
                      divider.en.eq(1), divider.num.eq(1 << (31 + RECIP_BITS)),
                      divider.den.eq(sqrt.root)]
         assert 5 + sqrt.latency + divider.latency == self.stats_latency
-        done = chain[-1]
         out_desc = Signal(out_layout)
-        m.d.comb += [out_desc.row.eq(done.row), out_desc.j.eq(done.j),
-                     out_desc.recip.eq(divider.quotient),
-                     rows.w_data.eq(out_desc), rows.w_en.eq(done.valid)]
+        m.d.comb += [out_desc.row.eq(pending.r_data), out_desc.j.eq(chain_j[-1]),
+                     out_desc.recip.eq(divider.quotient), pending.r_en.eq(chain_valid[-1]),
+                     rows.w_data.eq(out_desc), rows.w_en.eq(chain_valid[-1])]
 
         # Pass 2: normalise, gamma/beta, out
         stages = 6
