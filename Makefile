@@ -24,7 +24,7 @@ demo: setup
 	$(VENV)/bin/intformer generate --preset default --out build/demo
 
 test: setup
-	$(PY) -m pytest -n $(JOBS) tb
+	$(PY) -m pytest -n $(JOBS) -m "not slow" tb
 
 test-slow: setup
 	$(PY) -m pytest -n $(JOBS) -m slow tb

@@ -74,10 +74,10 @@ def describe_shape(shape) -> dict:
 
 def _ports(component: wiring.Component) -> dict:
     ports = {}
-    for path, flow, value in component.signature.flatten(component):
+    for path, member, value in component.signature.flatten(component):
         name = "__".join(str(p) for p in path)
         shape = value.shape()
-        ports[name] = {"flow": "in" if flow == wiring.In else "out", **describe_shape(shape)}
+        ports[name] = {"flow": "in" if member.flow == wiring.In else "out", **describe_shape(shape)}
     return ports
 
 
