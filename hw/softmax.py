@@ -326,14 +326,23 @@ class Softmax(wiring.Component):
                                                           quotient_width=qw)
         m.d.comb += [divider.en.eq(1), divider.num.eq(1 << (sw + RECIP_BITS)),
                      divider.den.eq(norm)]
-        d_tags = [Signal.like(n_tag, name=f"d_tag{k}") for k in range(qw)]
-        m.d.sync += d_tags[0].eq(n_tag)
-        m.d.sync += [d_tags[k].eq(d_tags[k - 1]) for k in range(1, qw)]
+        # The divider has a fixed latency and keeps rows in order: each row's
+        # descriptor waits in a small FIFO, only a valid bit travels beside it.
+        pend_layout = data.StructLayout({"row": desc1, "k": unsigned(kw)})
+        m.submodules.pending = pending = fifo.SyncFIFO(width=pend_layout.size,
+                                                       depth=_RECIP_QUEUE)
+        pend = Signal(pend_layout)
+        m.d.comb += [pend.row.eq(n_tag.row), pend.k.eq(n_tag.k),
+                     pending.w_data.eq(pend), pending.w_en.eq(n_tag.valid)]
+        d_valid = Signal(qw)
+        m.d.sync += d_valid.eq(Cat(n_tag.valid, d_valid[:-1]))
+        done = Signal(pend_layout)
         recip_desc = Signal(desc2)
         m.d.comb += [
-            recip_desc.row.eq(d_tags[-1].row), recip_desc.k.eq(d_tags[-1].k),
+            done.eq(pending.r_data), pending.r_en.eq(d_valid[-1]),
+            recip_desc.row.eq(done.row), recip_desc.k.eq(done.k),
             recip_desc.recip.eq(divider.quotient),
-            recips.w_data.eq(recip_desc), recips.w_en.eq(d_tags[-1].valid),
+            recips.w_data.eq(recip_desc), recips.w_en.eq(d_valid[-1]),
         ]
 
         # Pass 3: stored i-exp values times the reciprocal, out
