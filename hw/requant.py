@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -115,25 +115,38 @@ class Requantizer(wiring.Component):
             m.d.sync += valid.eq(Cat(self.i.valid, valid[:-1]))
 
         lo, hi = -(1 << (ow - 1)), (1 << (ow - 1)) - 1
+        width = pw + 2
         for lane in range(lanes):
             product = Signal(signed(pw), name=f"product{lane}")
-            # floor((2p - [p < 0]) / 2**s), the result in halves: one more add and
-            # halving gives floor((p + 2**(s-1) - [p < 0]) / 2**s), the golden rule
-            # (ties away from zero; p itself for s = 0). An arithmetic shift of 50
-            # bits needs no rounding-constant decoder, and a shift past the width
-            # leaves 0 or -1, which round to 0 as the golden model does.
             shift = Signal(6, name=f"shift{lane}")
-            halves = Signal(signed(pw + 2), name=f"halves{lane}")
-            rounded = Signal(signed(pw + 2), name=f"rounded{lane}")
-            m.d.comb += rounded.eq((halves + 1) >> 1)
+            # t = floor((2p - [p < 0]) / 2**s) is the result in halves: (t + 1) >> 1 is
+            # floor((p + 2**(s-1) - [p < 0]) / 2**s), the golden rule (ties away from
+            # zero; p itself for s = 0). Only t's low out_width + 2 bits matter, and
+            # whether t fits them (otherwise the output saturates by t's sign), so the
+            # shifter keeps a small window and a separate test finds overflow.
+            x = Signal(signed(width), name=f"x{lane}")
+            m.d.comb += x.eq((product << 1) - product[-1])
+            mag = x ^ x[-1].replicate(width)
+            overflow = Signal(name=f"overflow{lane}")
+            m.d.comb += overflow.eq(Cat(mag[j] & (shift <= j - ow - 1)
+                                        for j in range(ow + 1, width)).any())
+            window = Signal(signed(ow + 2), name=f"window{lane}")
+            big = Signal(name=f"big{lane}")
+            negative = Signal(name=f"negative{lane}")
+            rounded = Signal(signed(ow + 2), name=f"rounded{lane}")
+            m.d.comb += rounded.eq((window + 1) >> 1)
             with m.If(advance):
                 m.d.sync += [
                     product.eq(self.i.payload.acc[lane] *
                                self.i.payload.mult[lane].as_unsigned()),
                     shift.eq(self.i.payload.shift[lane]),
-                    halves.eq(((product << 1) - product[-1]) >> shift),
+                    window.eq((x >> shift)[:ow + 2]),
+                    big.eq(overflow),
+                    negative.eq(x[-1]),
                 ]
-                with m.If(rounded > hi):
+                with m.If(big):
+                    m.d.sync += self.o.payload[lane].eq(Mux(negative, lo, hi))
+                with m.Elif(rounded > hi):
                     m.d.sync += self.o.payload[lane].eq(hi)
                 with m.Elif(rounded < lo):
                     m.d.sync += self.o.payload[lane].eq(lo)
