@@ -15,9 +15,9 @@ Data paths
       GEMM results, load.
 
 Commands executed: ``load``, ``store``, ``gemm``, ``set_const``, ``end``, and
-``gelu``, ``softmax``, ``residual`` where :func:`intformer.hw.vecexec.supported`
-holds (see :func:`implemented`); ``layernorm`` and ``requant`` end a stream with
-``unit_absent`` until their executors are wired in.
+``gelu``, ``softmax``, ``residual``, ``layernorm`` where
+:func:`intformer.hw.vecexec.supported` holds (see :func:`implemented`); ``requant``
+ends a stream with ``unit_absent`` until its executor is wired in.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ __all__ = ["Accelerator", "AcceleratorCore", "IMPLEMENTED", "COUNTERS", "PERF_RE
 IMPLEMENTED = ("load", "store", "gemm", "set_const", "end")
 #: Vector commands, carried out where :func:`intformer.hw.vecexec.supported` holds and
 #: the unit is configured.
-VECTOR_OPS = ("gelu", "softmax", "residual")
+VECTOR_OPS = ("gelu", "softmax", "residual", "layernorm")
 
 
 def implemented(config: Config) -> tuple[str, ...]:
@@ -136,7 +136,8 @@ class AcceleratorCore(wiring.Component):
             m.submodules.vec = vec = VectorExecutor(c)
             spad_rd = (gemm.a_rd, gemm.b_rd, vec.spad_rd_a, vec.spad_rd_b, store.spad_rd)
             spad_wr = (gemm.d_wr, vec.spad_wr, load.spad_wr)
-            acc_rd = (gemm.acc_rd, gemm.const_rd, vec.acc_rd_a, vec.acc_rd_b, store.acc_rd)
+            acc_rd = (gemm.acc_rd, gemm.const_rd, vec.acc_rd_a, vec.acc_rd_b, vec.acc_rd_c,
+                      store.acc_rd)
             acc_wr = (gemm.c_wr, vec.acc_wr, load.acc_wr)
         else:
             spad_rd = (gemm.a_rd, gemm.b_rd, store.spad_rd)

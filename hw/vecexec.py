@@ -1,5 +1,6 @@
-"""Vector executor: runs ``gelu``, ``softmax`` and ``residual`` commands on the vector
-units, reading rows from and writing rows to the scratchpad or accumulator.
+"""Vector executor: runs ``gelu``, ``softmax``, ``residual`` and ``layernorm`` commands
+on the vector units, reading rows from and writing rows to the scratchpad or
+accumulator.
 
 A command processes ``rows`` rows of ``length`` elements; row ``r`` of an operand
 occupies the ``ceil(length / lanes)`` local rows from ``addr + r * stride``. One local
@@ -7,7 +8,10 @@ row is one vector beat, so this executor needs ``vector_lanes`` to equal both th
 scratchpad row (``spad_row_bytes``) and the accumulator row (``array_cols``);
 :func:`supported` says whether a configuration qualifies (others leave the vector
 commands out, and they end a stream with ``unit_absent``). Scratchpad elements are
-INT8, accumulator elements INT32 (outputs are sign-extended there).
+INT8, accumulator elements INT32 (outputs are sign-extended there). LayerNorm reads
+INT8 inputs (low 8 bits of accumulator lanes) and its gamma and beta from ``src2``:
+``chunks`` accumulator rows of ``gamma_q`` (low 16 bits of each lane) followed by
+``chunks`` rows of ``beta_q``, shared by every row.
 
 Timing: one beat per cycle in steady state: reads are issued while the input
 buffers have room, the units take one beat per cycle, and each output beat is
@@ -26,6 +30,7 @@ from amaranth.lib.wiring import In, Out
 from . import isa
 from .config import Config
 from .gelu import Gelu, GeluConsts
+from .layernorm import LayerNorm, LayerNormConsts
 from .memories import ReadPortSignature, WritePortSignature
 from .residual import ResidualAdd, ResidualConsts
 from .softmax import Softmax, SoftmaxConsts
@@ -33,7 +38,8 @@ from .softmax import Softmax, SoftmaxConsts
 __all__ = ["VectorExecutor", "supported", "CONSTANTS", "OPS"]
 
 #: Commands this executor carries out, with their unit's constants layout.
-OPS = {"gelu": GeluConsts, "softmax": SoftmaxConsts, "residual": ResidualConsts}
+OPS = {"gelu": GeluConsts, "softmax": SoftmaxConsts, "residual": ResidualConsts,
+       "layernorm": LayerNormConsts}
 
 
 def _constant_names() -> dict[str, int]:
@@ -123,8 +129,8 @@ class VectorExecutor(wiring.Component):
     cmd : In(stream.Signature(command_layout))
         Vector commands; ready while idle.
     spad_rd_a, spad_rd_b : Out(ReadPortSignature)
-    acc_rd_a, acc_rd_b : Out(ReadPortSignature)
-        Input (``a``) and second operand (``b``) reads.
+    acc_rd_a, acc_rd_b, acc_rd_c : Out(ReadPortSignature)
+        Input (``a``), second operand or gamma (``b``) and beta (``c``) reads.
     spad_wr, acc_wr : Out(WritePortSignature)
     constants : In(32).array(N_CONSTANTS)
         The ``set_const`` register file.
@@ -154,6 +160,7 @@ class VectorExecutor(wiring.Component):
             "spad_rd_b": Out(ReadPortSignature(**spad)),
             "acc_rd_a": Out(ReadPortSignature(**acc)),
             "acc_rd_b": Out(ReadPortSignature(**acc)),
+            "acc_rd_c": Out(ReadPortSignature(**acc)),
             "spad_wr": Out(WritePortSignature(**spad)),
             "acc_wr": Out(WritePortSignature(**acc)),
             "constants": In(32).array(isa.N_CONSTANTS),
@@ -178,13 +185,17 @@ class VectorExecutor(wiring.Component):
                 lanes, max_row=c.vector_max_row, in_width=32)
         if c.has_residual:
             units["residual"] = m.submodules.residual = ResidualAdd(lanes)
+        if c.has_layernorm:
+            units["layernorm"] = m.submodules.layernorm = LayerNorm(
+                lanes, max_row=c.vector_max_row, in_width=8)
         for op, unit in units.items():
             consts = unit.consts
             for field, _ in OPS[op]():
                 value = self.constants[CONSTANTS[f"{op}.{field}"]]
                 m.d.comb += getattr(consts, field).eq(value)
-        if "softmax" in units:
-            m.d.comb += units["softmax"].clear.eq(self.cmd.valid & self.cmd.ready)
+        for name in ("softmax", "layernorm"):
+            if name in units:
+                m.d.comb += units[name].clear.eq(self.cmd.valid & self.cmd.ready)
 
         v = self.cmd.payload.gelu   # every vector command has the same fields
         op = Signal(5)
@@ -207,14 +218,32 @@ class VectorExecutor(wiring.Component):
             m.d.sync += start.eq(0)
 
         is_res = op == isa.OPCODES["residual"].code
+        is_ln = op == isa.OPCODES["layernorm"].code
+        # The c reader has no scratchpad port: beta always comes from the accumulator.
+        dummy = ReadPortSignature(addr_width=_aw(c.spad_rows),
+                                  width=c.spad_row_bytes * 8).flip().create()
+        rd_c = _RowReader(m, "c", spad_port=dummy, acc_port=self.acc_rd_c, lanes=lanes)
+        rd_c.elaborate(start=start, base=f["src2"] + chunks, stride=0,
+                       space=isa.SPACES["acc"], rows=Mux_(is_ln, f["rows"], 0),
+                       chunks=chunks)
         rd_a = _RowReader(m, "a", spad_port=self.spad_rd_a, acc_port=self.acc_rd_a,
                           lanes=lanes)
         rd_b = _RowReader(m, "b", spad_port=self.spad_rd_b, acc_port=self.acc_rd_b,
                           lanes=lanes)
         rd_a.elaborate(start=start, base=f["src"], stride=f["src_stride"],
                        space=f["src_space"], rows=f["rows"], chunks=chunks)
-        rd_b.elaborate(start=start, base=f["src2"], stride=f["src2_stride"],
-                       space=f["src2_space"], rows=Mux_(is_res, f["rows"], 0), chunks=chunks)
+        rd_b.elaborate(start=start, base=f["src2"], stride=Mux_(is_ln, 0, f["src2_stride"]),
+                       space=f["src2_space"], rows=Mux_(is_res | is_ln, f["rows"], 0),
+                       chunks=chunks)
+        if "layernorm" in units:
+            ln = units["layernorm"]
+            for i in range(lanes):
+                m.d.comb += [ln.gb.payload.gamma[i].eq(rd_b.fifo.r_data.word_select(i, 32)),
+                             ln.gb.payload.beta[i].eq(rd_c.fifo.r_data.word_select(i, 32))]
+            m.d.comb += ln.gb.valid.eq(is_ln & rd_b.fifo.r_rdy & rd_c.fifo.r_rdy)
+            gb_take = ln.gb.valid & ln.gb.ready
+        else:
+            gb_take = 0
 
         # Beat markers, in input order.
         in_chunk = Signal(12)
@@ -232,7 +261,8 @@ class VectorExecutor(wiring.Component):
                 if name == "residual":
                     m.d.comb += unit.i.payload.b[i].eq(rd_b.fifo.r_data.word_select(i, 32))
         take = in_valid & in_ready
-        m.d.comb += [rd_a.fifo.r_en.eq(take), rd_b.fifo.r_en.eq(take & is_res)]
+        m.d.comb += [rd_a.fifo.r_en.eq(take),
+                     rd_b.fifo.r_en.eq((take & is_res) | gb_take), rd_c.fifo.r_en.eq(gb_take)]
         with m.If(start):
             m.d.sync += in_chunk.eq(0)
         with m.Elif(take):

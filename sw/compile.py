@@ -224,11 +224,13 @@ class Program:
             prefix, _, field = name.partition(".")
             if prefix == op:
                 self.emit("set_const", index=index, value=int(getattr(params, field)))
+                # gamma and beta are not constants: they travel through memory
 
     def vector(self, op: str, x: Tensor, out: Tensor, params, *, x2: Tensor | None = None,
                src_space: str = "spad") -> None:
         """``out = op(x[, x2])`` row by row on a vector unit: loads, constants, the
-        command, the store; ``out`` is INT8 in the scratchpad."""
+        command, the store; ``out`` is INT8 in the scratchpad. For ``layernorm`` the
+        gamma and beta of ``params`` go to the accumulator as the command's ``src2``."""
         rows, length = x.rows, x.cols
         local = self.spad_row_bytes if src_space == "spad" else self.acc_row_bytes
         elems = self.spad_row_bytes if src_space == "spad" else self.C
@@ -238,8 +240,15 @@ class Program:
         loads = self.load_tiles(x, loc=src, tile_bytes=local, loc_stride=chunks,
                                 space=src_space)
         src2 = 0
+        src2_space = "spad"
         out_chunks = _ceil_div(length, self.spad_row_bytes)
-        if x2 is not None:
+        if op == "layernorm":
+            gb = self.place(np.array([params.gamma_q, params.beta_q], dtype=np.int32))
+            gb_chunks = _ceil_div(length, self.C)
+            src2, src2_space = self.alloc_acc(2 * gb_chunks), "acc"
+            loads += self.load_tiles(gb, loc=src2, tile_bytes=self.acc_row_bytes,
+                                     loc_stride=gb_chunks, space="acc")
+        elif x2 is not None:
             src2 = self.alloc_spad(rows * out_chunks)
             loads += self.load_tiles(x2, loc=src2, tile_bytes=self.spad_row_bytes,
                                      loc_stride=out_chunks)
@@ -248,7 +257,8 @@ class Program:
         self.set_params(op, params)
         spaces = self.cs.spaces
         self.emit(op, src=src, src_stride=chunks, src_space=spaces[src_space], src2=src2,
-                  src2_stride=out_chunks, src2_space=spaces["spad"], dst=dst,
+                  src2_stride=out_chunks if x2 is not None else 0,
+                  src2_space=spaces[src2_space], dst=dst,
                   dst_stride=out_chunks, dst_space=spaces["spad"], rows=rows, length=length,
                   pop_prev=1, push_next=1)
         stores = self.store_tiles(out, loc=dst, tile_bytes=self.spad_row_bytes,

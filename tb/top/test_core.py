@@ -16,6 +16,8 @@ from intformer.sw.golden import (
     gelu,
     gelu_params,
     gemm,
+    layernorm,
+    layernorm_params,
     quantize_multiplier,
     requantize,
     residual_add,
@@ -193,6 +195,10 @@ async def vector(tb: TB, op: str, rows: int, length: int, src_space: str):
         x = tb.int8(rows, length)
         x2 = prog.place(tb.int8(rows, length))
         params = residual_params(*g.uniform(0.01, 0.1, size=3))
+    elif op == "layernorm":
+        x = tb.int8(rows, length)
+        params = layernorm_params(float(g.uniform(0.01, 0.1)), g.uniform(0.5, 1.5, length),
+                                  g.uniform(-0.5, 0.5, length), float(g.uniform(0.02, 0.05)))
     else:
         wide = src_space == "acc"
         x = (g.integers(-2**16, 2**16, size=(rows, length)).astype(np.int32) if wide
@@ -206,6 +212,8 @@ async def vector(tb: TB, op: str, rows: int, length: int, src_space: str):
     image = await tb.run(prog, guard_outputs=[out])
     if op == "residual":
         want = residual_add(x, prog.read(prog.image, x2), params)
+    elif op == "layernorm":
+        want = layernorm(x.astype(np.int64), params)
     else:
         want = {"gelu": gelu, "softmax": softmax}[op](x.astype(np.int64), params)
     got = prog.read(image, out)
@@ -232,7 +240,7 @@ async def run_core(dut):
             await matmul(tb, M, K, N, per_channel=i % 2 == 1, requant=i != 2)
         # Malformed streams end with their code, and the next good stream runs.
         prog = Program(tb.man)
-        prog.emit("layernorm", rows=1, length=1)
+        prog.emit("requant", rows=1)
         prog.end()
         await tb.run(prog, expect="unit_absent")
         prog = Program(tb.man)
@@ -243,10 +251,10 @@ async def run_core(dut):
         await matmul(tb, R + 1, R + 2, C + 1, per_channel=True, requant=True)
         implemented = tb.man["commands"]["implemented"]
         max_row = tb.man["config"]["vector_max_row"]
-        for op in ("gelu", "softmax", "residual"):
+        for op in ("gelu", "softmax", "residual", "layernorm"):
             if op not in implemented:
                 continue
-            for space in ("spad", "acc") if op != "residual" else ("spad",):
+            for space in ("spad", "acc") if op in ("gelu", "softmax") else ("spad",):
                 await vector(tb, op, r.randrange(1, 6), r.choice(
                     [1, C - 1 or 1, C, C + 1, r.randrange(1, max_row + 1), max_row]), space)
 
