@@ -355,6 +355,10 @@ CASES = {
     "w32_b16_o2": (32, 16, 2),
     "w64_b1_o1": (64, 1, 1),
     "w128_b256_o8": (128, 256, 8),
+    "w32_b256_o3": (32, 256, 3),
+    "w64_b2_o16": (64, 2, 16),
+    "w256_b16_o4": (256, 16, 4),
+    "w512_b64_o2": (512, 64, 2),
 }
 
 
@@ -379,4 +383,11 @@ def test_dma_sweep(sim, name):
 
 @pytest.mark.parametrize("name", ["w128_b256_o8"])
 def test_dma(sim, name):
+    build(name, sim)
+
+
+@pytest.mark.slow
+@pytest.mark.icarus_only
+@pytest.mark.parametrize("name", ["w32_b256_o3", "w64_b2_o16", "w256_b16_o4", "w512_b64_o2"])
+def test_dma_wide_sweep(sim, name):
     build(name, sim)
