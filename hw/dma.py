@@ -50,8 +50,7 @@ Soft reset (``soft_reset``)
     offered meanwhile are discarded. ``busy`` falls when the engine is idle again;
     no AXI handshake is ever dropped. Descriptors are not accepted while ``busy``
     from a soft reset; one offered then is taken afterwards, so reset its producer too.
-    A completion that is not taken from ``status`` holds the engine (the next job's
-    data wait for it), so the consumer of ``status`` must keep up.
+    A completion not yet taken from ``status`` holds only the end of the next job.
 
 Throughput: one beat per cycle per direction in steady state; a burst is issued
 per cycle at most, so bursts of 2 or more beats sustain the full rate when the
@@ -542,7 +541,7 @@ class DMAReader(_Engine):
                 m.d.sync += [aborting.eq(0), in_row.eq(0), flushing.eq(0), failed.eq(0),
                              beat.eq(0)]
         with m.Elif(flushing):
-            with m.If(out_free & st_free):
+            with m.If(out_free & (st_free | ~rec.job_end)):
                 m.d.sync += [o.valid.eq(1),
                              o.payload.eq(Mux(failed, 0, (prev >> (rec.shift * 8)) & tail_mask)),
                              flushing.eq(0), in_row.eq(0)]
@@ -554,8 +553,11 @@ class DMAReader(_Engine):
                 m.d.comb += q.r_en.eq(1)
                 finish_job()
         with m.Elif(q.r_rdy):
-            m.d.comb += [bus.rready.eq(real & out_free & st_free),
-                         step.eq(out_free & st_free & (rec.phantom | bus.rvalid))]
+            # Only the beat that ends a job needs the status register free.
+            ends_job = last & rec.job_end & ~(rec.row_end & rec.extra)
+            room = out_free & (st_free | ~ends_job)
+            m.d.comb += [bus.rready.eq(real & room),
+                         step.eq(room & (rec.phantom | bus.rvalid))]
             with m.If(step):
                 cur = Mux(rec.phantom, 0, bus.rdata)
                 row_last = last & rec.row_end
@@ -695,8 +697,9 @@ class DMAWriter(_Engine):
             with m.If(bq.r_rdy & (brec.phantom | bus.bvalid)):
                 m.d.comb += [bq.r_en.eq(1), complete.eq(breal)]
         with m.Elif(bq.r_rdy):
-            m.d.comb += bus.bready.eq(breal & st_free)
-            with m.If(st_free & (brec.phantom | bus.bvalid)):
+            room = st_free | ~brec.job_end
+            m.d.comb += bus.bready.eq(breal & room)
+            with m.If(room & (brec.phantom | bus.bvalid)):
                 m.d.comb += [bq.r_en.eq(1), complete.eq(breal)]
                 with m.If(failed_now & ~failed):
                     m.d.sync += [failed.eq(1), fail_code.eq(code_now),
