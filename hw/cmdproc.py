@@ -199,11 +199,17 @@ class CommandProcessor(wiring.Component):
                         checks.append((v.pop_next | v.push_next, "bad_dependency"))
                     if op.name in ("load", "store"):
                         checks.append(((v.rows == 0) | (v.row_bytes == 0), "zero_length"))
+                        tr = v.transpose if op.name == "load" else Const(0, 1)
+                        L = c.spad_row_bytes
+                        checks.append((tr & ((v.space != isa.SPACES["spad"]) | (v.rows > L)
+                                             | (v.row_bytes > L)), "bad_shape"))
                         for space in ("spad", "acc"):
                             ok = fits(space, v.loc, v.rows, v.loc_stride, v.row_bytes,
                                       row_bytes[space])
-                            checks.append(((v.space == isa.SPACES[space]) & ~ok,
+                            checks.append(((v.space == isa.SPACES[space]) & ~tr & ~ok,
                                            f"{space}_range"))
+                        ok_t = fits("spad", v.loc, v.row_bytes, v.loc_stride, 1, 1)
+                        checks.append((tr & ~ok_t, "spad_range"))
                         extent = Signal(48, name=f"{op.name}_extent")
                         m.d.comb += extent.eq(v.dram + (v.rows - 1) * v.dram_stride
                                               + v.row_bytes)

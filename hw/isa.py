@@ -127,7 +127,10 @@ _VECTOR = (
 
 _OPCODE_LIST = (
     _opcode("load", 1, "load", "Copy a 2-D tile from memory into the scratchpad or "
-            "the accumulator", _TRANSFER),
+            "the accumulator", (*_TRANSFER, (
+                "transpose", 1, "Scratchpad only: write the tile transposed, local row "
+                "loc + j * loc_stride holding byte j of every memory row (rows and "
+                "row_bytes at most spad_row_bytes); for K^T in attention"),)),
     _opcode("store", 2, "store", "Copy a 2-D tile from the scratchpad or the accumulator "
             "to memory", _TRANSFER),
     _opcode("gemm", 3, "compute", "C = A x B (+ bias) over any M, K, N, accumulated in the "

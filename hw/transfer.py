@@ -15,7 +15,7 @@ local rows of ``L`` bytes. ``L`` must be a multiple of ``B`` or divide it.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Cat, Const, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -62,7 +62,7 @@ class _Executor(wiring.Component):
         B = c.axi_bytes
         f = {name: Signal(width, name=f"cmd_{name}") for name, width in (
             ("dram", 32), ("dram_stride", 20), ("row_bytes", 12), ("rows", 12), ("loc", 16),
-            ("loc_stride", 12), ("space", 1))}
+            ("loc_stride", 12), ("space", 1), ("transpose", 1))}
         beats_row = Signal(12)
         lrows = {sp: Signal(12, name=f"lrows_{sp}") for sp in ("spad", "acc")}
         return f, beats_row, lrows, B
@@ -130,14 +130,38 @@ class LoadExecutor(_Executor):
         m.d.comb += self.bytes.eq(written)
         in_data = Signal()
         pending = []
-        for sp, port, L in (("spad", self.spad_wr, c.spad_row_bytes),
-                            ("acc", self.acc_wr, c.acc_row_bytes)):
+        # A transposed load gathers its (at most L x L byte) tile here, one memory row
+        # per entry, then writes it out column by column.
+        L = c.spad_row_bytes
+        tile = [Signal(L * 8, name=f"tile{i}") for i in range(L)]
+        tile_row = Signal(range(L + 1))
+        transposing = Signal()
+        col = Signal(12)
+        col_addr = Signal(17)
+        for sp, port, width in (("spad", self.spad_wr, c.spad_row_bytes),
+                                ("acc", self.acc_wr, c.acc_row_bytes)):
             active = Signal(name=f"active_{sp}")
             m.d.comb += active.eq(in_data & (f["space"] == isa.SPACES[sp]))
-            pending.append(self._gearbox(
-                m, port, L, B, active=active, row=row, row_base=row_base, beat=beat,
+            capture = f["transpose"] if sp == "spad" else None
+            result = self._gearbox(
+                m, port, width, B, active=active, row=row, row_base=row_base, beat=beat,
                 chunk=chunk, beats_row=beats_row, lrows=lrows[sp], stride=f["loc_stride"],
-                written=written, row_bytes=f["row_bytes"]))
+                written=written, row_bytes=f["row_bytes"], capture=capture)
+            pending.append(result[0])
+            if sp == "spad":
+                _, wdata, captured = result
+                with m.If(captured):
+                    with m.Switch(tile_row):
+                        for i in range(L):
+                            with m.Case(i):
+                                m.d.sync += tile[i].eq(wdata)
+                    m.d.sync += tile_row.eq(tile_row + 1)
+        with m.If(transposing):
+            m.d.comb += [
+                self.spad_wr.en.eq(1), self.spad_wr.addr.eq(col_addr),
+                self.spad_wr.data.eq(Cat(*(t.word_select(col[:max(1, (L - 1).bit_length())],
+                                                         8) for t in tile))),
+            ]
 
         with m.FSM():
             with m.State("IDLE"):
@@ -149,8 +173,10 @@ class LoadExecutor(_Executor):
                         beats_row.eq((cmd.row_bytes + B - 1) // B),
                         row.eq(cmd.rows), row_base.eq(cmd.loc), beat.eq(0), chunk.eq(0),
                     ]
-                    for sp, L in (("spad", c.spad_row_bytes), ("acc", c.acc_row_bytes)):
-                        m.d.sync += lrows[sp].eq((cmd.row_bytes + L - 1) // L)
+                    for sp, width in (("spad", c.spad_row_bytes), ("acc", c.acc_row_bytes)):
+                        m.d.sync += lrows[sp].eq((cmd.row_bytes + width - 1) // width)
+                    m.d.sync += [t.eq(0) for t in tile]
+                    m.d.sync += [tile_row.eq(0), col.eq(0), col_addr.eq(cmd.loc)]
                     m.next = "DESC"
             with m.State("DESC"):
                 m.d.comb += [
@@ -166,6 +192,14 @@ class LoadExecutor(_Executor):
                 m.d.comb += in_data.eq(1)
                 with m.If((row == 0) & ~pending[0] & ~pending[1]):
                     m.next = "STATUS"
+                    with m.If(f["transpose"]):
+                        m.next = "TRANSPOSE"
+            with m.State("TRANSPOSE"):
+                m.d.comb += transposing.eq(1)
+                with m.If(self.spad_wr.grant):
+                    m.d.sync += [col.eq(col + 1), col_addr.eq(col_addr + f["loc_stride"])]
+                    with m.If(col == f["row_bytes"] - 1):
+                        m.next = "STATUS"
             with m.State("STATUS"):
                 m.d.comb += self.status.ready.eq(1)
                 with m.If(self.status.valid):
@@ -183,16 +217,20 @@ class LoadExecutor(_Executor):
         return m
 
     def _gearbox(self, m, port, L, B, *, active, row, row_base, beat, chunk, beats_row, lrows,
-                 stride, written, row_bytes):
+                 stride, written, row_bytes, capture=None):
         """Beats of ``B`` bytes into local rows of ``L`` bytes, through ``port``; returns
-        the signal that says a row write is still waiting for its grant."""
+        the signal that says a row write is still waiting for its grant, the row, and
+        the signal that says it was captured instead (when ``capture`` is high)."""
         pending = Signal(name=f"pending_{L}")
         wdata = Signal(L * 8, name=f"wdata_{L}")
         waddr = Signal(len(port.addr), name=f"waddr_{L}")
-        m.d.comb += [port.en.eq(pending), port.data.eq(wdata), port.addr.eq(waddr)]
-        with m.If(pending & port.grant):
+        capture = Const(0, 1) if capture is None else capture
+        captured = Signal(name=f"captured_{L}")
+        m.d.comb += [port.en.eq(pending & ~capture), port.data.eq(wdata), port.addr.eq(waddr),
+                     captured.eq(pending & capture)]
+        with m.If(pending & (port.grant | capture)):
             m.d.sync += pending.eq(0)
-        free = ~pending | port.grant
+        free = ~pending | port.grant | capture
 
         def next_row():
             m.d.sync += [row.eq(row - 1), row_base.eq(row_base + stride), beat.eq(0),
@@ -238,7 +276,7 @@ class LoadExecutor(_Executor):
                     m.d.sync += have.eq(0)
                 with m.If(last_of_row):
                     next_row()
-        return pending
+        return pending, wdata, captured
 
 
 class StoreExecutor(_Executor):
@@ -312,7 +350,8 @@ class StoreExecutor(_Executor):
                 m.d.comb += self.cmd.ready.eq(1)
                 with m.If(self.cmd.valid):
                     for name, sig in f.items():
-                        m.d.sync += sig.eq(getattr(cmd, name))
+                        if name != "transpose":
+                            m.d.sync += sig.eq(getattr(cmd, name))
                     m.d.sync += [
                         beats_row.eq((cmd.row_bytes + B - 1) // B),
                         row.eq(cmd.rows), row_base.eq(cmd.loc), beat.eq(0), chunk.eq(0),

@@ -189,8 +189,14 @@ class Checker:
             if f["rows"] == 0 or f["row_bytes"] == 0:
                 return "zero_length"
             space = self._spaces[f["space"]]
-            chunks = _ceil_div(f["row_bytes"], self.row_bytes[space])
-            ranges.append((space, f["loc"], f["rows"], f["loc_stride"], chunks))
+            if f.get("transpose"):
+                width = self.row_bytes["spad"]
+                if space != "spad" or f["rows"] > width or f["row_bytes"] > width:
+                    return "bad_shape"
+                ranges.append(("spad", f["loc"], f["row_bytes"], f["loc_stride"], 1))
+            else:
+                chunks = _ceil_div(f["row_bytes"], self.row_bytes[space])
+                ranges.append((space, f["loc"], f["rows"], f["loc_stride"], chunks))
         elif name == "gemm":
             if f["m"] == 0 or f["k"] == 0 or f["n"] == 0:
                 return "zero_length"

@@ -174,17 +174,19 @@ class Program:
 
     def matmul(self, a: Tensor, b: Tensor, out: Tensor, *, bias: Tensor | None = None,
                scale: Tensor | None = None, mult: int = 0, shift: int = 0,
-               requant: bool = True) -> None:
+               requant: bool = True, b_transposed: bool = False) -> None:
         """``out = requant(a @ b + bias)`` (INT8) or ``a @ b + bias`` (INT32, ``requant``
         False): loads, one ``gemm``, stores, chained by tokens (the last load gives
         compute a token, the GEMM gives store one).
 
         ``scale`` is a 1 x N int32 tensor of ``mult | shift << 16`` per column (per
-        channel); without it ``mult`` and ``shift`` apply to the whole tensor.
+        channel); without it ``mult`` and ``shift`` apply to the whole tensor. With
+        ``b_transposed`` the tensor ``b`` holds B transposed (N x K, e.g. the keys of
+        attention for Q K^T); transposing loads put it into place.
         """
         M, K = a.rows, a.cols
-        N = b.cols
-        if b.rows != K or out.rows != M or out.cols != N:
+        N = b.rows if b_transposed else b.cols
+        if (b.cols if b_transposed else b.rows) != K or out.rows != M or out.cols != N:
             raise ValueError(f"matmul shapes {M}x{K}, {b.rows}x{N} -> {out.rows}x{out.cols} "
                              f"do not chain")
         R, C = self.R, self.C
@@ -194,7 +196,17 @@ class Program:
         c_loc = self.alloc_acc(M * NT)
         d_loc = self.alloc_spad(M * NT) if requant else 0
         loads = self.load_tiles(a, loc=a_loc, tile_bytes=R, loc_stride=KT)
-        loads += self.load_tiles(b, loc=b_loc, tile_bytes=C, loc_stride=NT)
+        if b_transposed:
+            L = self.spad_row_bytes
+            for nt in range(NT):
+                for kb in range(_ceil_div(K, L)):
+                    loads.append(self.emit(
+                        "load", dram=b.offset + nt * C * b.row_bytes + kb * L,
+                        dram_stride=b.row_bytes, row_bytes=min(L, K - kb * L),
+                        rows=min(C, N - nt * C), loc=b_loc + kb * L * NT + nt, loc_stride=NT,
+                        space=self.cs.spaces["spad"], transpose=1))
+        else:
+            loads += self.load_tiles(b, loc=b_loc, tile_bytes=C, loc_stride=NT)
         bias_loc = scale_loc = 0
         if bias is not None:
             bias_loc = self.alloc_acc(NT)

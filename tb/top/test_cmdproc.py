@@ -300,6 +300,7 @@ async def run_cmdproc(dut):
     spad = tb.man["derived"]["spad_rows"]
     acc = tb.man["derived"]["acc_rows"]
     c = tb.man["config"]
+    spad_row = tb.man["derived"]["spad_row_bytes"]
 
     for pauses in (False, True):
         tb.set_pauses(pauses)
@@ -316,6 +317,10 @@ async def run_cmdproc(dut):
         ("zero_length", cs.encode("load", rows=0, row_bytes=4)),
         ("zero_length", cs.encode("gemm", m=3, k=0, n=1)),
         ("bad_shape", cs.encode("gelu", rows=1, length=c["vector_max_row"] + 1)),
+        ("bad_shape", cs.encode("load", rows=spad_row + 1, row_bytes=1, transpose=1)),
+        ("bad_shape", cs.encode("load", rows=1, row_bytes=1, transpose=1, space=1)),
+        ("spad_range", cs.encode("load", rows=1, row_bytes=2, transpose=1, loc=spad - 1,
+                                 loc_stride=1)),
         ("bad_dependency", cs.encode("load", rows=1, row_bytes=1, pop_prev=1)),
         ("bad_dependency", cs.encode("store", rows=1, row_bytes=1, push_next=1)),
         ("bad_constant", cs.encode("set_const", index=cs.constants["count"])),

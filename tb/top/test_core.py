@@ -153,10 +153,11 @@ async def roundtrip(tb: TB):
         "load did not zero-fill past the row"
 
 
-async def matmul(tb: TB, M, K, N, *, per_channel, requant, bias=True):
+async def matmul(tb: TB, M, K, N, *, per_channel, requant, bias=True, b_transposed=False):
     g = tb.g
     prog = Program(tb.man)
     a, b = tb.int8(M, K), tb.int8(K, N)
+    b_mem = np.ascontiguousarray(b.T) if b_transposed else b
     bias_v = g.integers(-2**20, 2**20, size=N).astype(np.int32) if bias else None
     mults = shifts = None
     if per_channel:
@@ -168,10 +169,11 @@ async def matmul(tb: TB, M, K, N, *, per_channel, requant, bias=True):
     else:
         scale = None
         m_t, s_t = quantize_multiplier(float(g.uniform(1e-4, 5e-3)))
-    ta, tb_ = prog.place(a), prog.place(b)
+    ta, tb_ = prog.place(a), prog.place(b_mem)
     tbias = prog.place(bias_v[None, :]) if bias else None
     out = prog.reserve(M, N, np.int8 if requant else np.int32)
-    prog.matmul(ta, tb_, out, bias=tbias, scale=scale, mult=m_t, shift=s_t, requant=requant)
+    prog.matmul(ta, tb_, out, bias=tbias, scale=scale, mult=m_t, shift=s_t, requant=requant,
+                b_transposed=b_transposed)
     prog.end()
     image = await tb.run(prog, guard_outputs=[out])
     acc = gemm(a, b, bias_v)
@@ -238,6 +240,9 @@ async def run_core(dut):
                   (r.randrange(1, 20), r.randrange(1, 40), r.randrange(1, 30))]
         for i, (M, K, N) in enumerate(shapes):
             await matmul(tb, M, K, N, per_channel=i % 2 == 1, requant=i != 2)
+        # Q K^T: B arrives transposed (keys are rows), as attention needs it.
+        await matmul(tb, r.randrange(1, 12), r.randrange(1, 3 * R), r.randrange(1, 3 * C),
+                     per_channel=False, requant=r.random() < 0.5, b_transposed=True)
         # Malformed streams end with their code, and the next good stream runs.
         prog = Program(tb.man)
         prog.emit("requant", rows=1)
