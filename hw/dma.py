@@ -48,8 +48,8 @@ Soft reset (``soft_reset``)
     (read data accepted and dropped, write bursts padded with ``wstrb`` = 0),
     the pending ``rd_data`` beat and statuses are withdrawn and ``wr_data`` beats
     offered meanwhile are discarded. ``busy`` falls when the engine is idle again;
-    no AXI handshake is ever dropped. Descriptors are not accepted while ``busy``
-    from a soft reset; one offered then is taken afterwards, so reset its producer too.
+    no AXI handshake is ever dropped. Descriptors offered while the soft reset
+    drains are taken and dropped, like ``wr_data`` beats.
     A completion not yet taken from ``status`` holds only the end of the next job.
 
 Throughput: one beat per cycle per direction in steady state; a burst is issued
@@ -453,12 +453,15 @@ class DMAReader(_Engine):
 
         m.submodules.gen = gen = _Generator(p, write=False)
         m.submodules.fifo = q = fifo.SyncFIFOBuffered(width=p.record().size, depth=p.fifo_depth)
-        wiring.connect(m, wiring.flipped(self.desc), gen.desc)
         m.d.comb += [gen.window_base.eq(self.window_base),
                      gen.window_limit.eq(self.window_limit)]
         self._axi_constants(m, "ar")
 
         aborting = Signal()
+        # Descriptors offered while a soft reset drains are taken and dropped.
+        m.d.comb += [gen.desc.valid.eq(self.desc.valid & ~aborting),
+                     gen.desc.payload.eq(self.desc.payload),
+                     self.desc.ready.eq(gen.desc.ready | aborting)]
         outstanding = Signal(range(p.max_outstanding + 1))
         issue = Signal()
         complete = Signal()
@@ -639,12 +642,15 @@ class DMAWriter(_Engine):
         m.submodules.gen = gen = _Generator(p, write=True)
         m.submodules.wq = wq = fifo.SyncFIFOBuffered(width=width, depth=p.fifo_depth)
         m.submodules.bq = bq = fifo.SyncFIFOBuffered(width=width, depth=p.fifo_depth)
-        wiring.connect(m, wiring.flipped(self.desc), gen.desc)
         m.d.comb += [gen.window_base.eq(self.window_base),
                      gen.window_limit.eq(self.window_limit)]
         self._axi_constants(m, "aw")
 
         aborting = Signal()
+        # Descriptors offered while a soft reset drains are taken and dropped.
+        m.d.comb += [gen.desc.valid.eq(self.desc.valid & ~aborting),
+                     gen.desc.payload.eq(self.desc.payload),
+                     self.desc.ready.eq(gen.desc.ready | aborting)]
         outstanding = Signal(range(p.max_outstanding + 1))
         issue = Signal()
         complete = Signal()

@@ -295,9 +295,9 @@ async def window_jobs(tb):
         tb.set_window(0, MEM_SIZE)
 
 
-async def soft_reset(tb):
-    """Abort long jobs mid-transfer, check every burst already issued completed
-    cleanly, then run normal jobs."""
+async def soft_reset(tb, *, delay=(20, 300)):
+    """Abort long jobs mid-transfer (``delay`` cycles after issuing them), check every
+    burst already issued completed cleanly, then run normal jobs."""
     r, B, dut = tb.r, tb.B, tb.dut
     span = tb.p["burst_span"]
     length = min(max(8 * span, 400 * B), 40000)
@@ -308,7 +308,7 @@ async def soft_reset(tb):
     tb.rd_desc.send([rd])
     tb.wr_desc.send([wr])
     tb.wr_data.send([r.getrandbits(8 * B) for _ in range(beats_per_job(1, length, B))])
-    await ClockCycles(dut.clk, r.randint(20, 300))
+    await ClockCycles(dut.clk, r.randint(*delay))
     tb.wr_data.queue.clear()
     dut.soft_reset.value = 1
     await RisingEdge(dut.clk)
@@ -343,6 +343,9 @@ async def run_dma(dut):
     tb.set_idle_generator("random")
     tb.set_backpressure_generator("random")
     await soft_reset(tb)
+    for _ in range(3):
+        # While descriptors are still being checked or the first bursts planned.
+        await soft_reset(tb, delay=(1, 8))
     tb.assert_protocol()
     assert tb.checker.idle
     dut._log.info(f"checked {tb.rd_status.count} read and {tb.wr_status.count} write jobs, "
