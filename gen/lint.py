@@ -55,18 +55,39 @@ def _require(tool: str) -> str:
     return exe
 
 
+def _with_models(sources: list[Path]) -> tuple[list[Path], list[Path]]:
+    # Vendor primitives the design instantiates (dsp_packing's SB_MAC16) need their
+    # models to elaborate; they are Yosys's, written beside the first source.
+    from intformer.hw.ice40 import sim_models
+    models = sim_models(sources, Path(sources[0]).parent) if sources else []
+    return [*sources, *models], models
+
+
 def verilator_lint(sources: list[Path], *, top: str) -> LintResult:
-    """``verilator --lint-only -Wall`` with :data:`VERILATOR_WAIVERS` on ``sources``."""
+    """``verilator --lint-only -Wall`` with :data:`VERILATOR_WAIVERS` on ``sources``.
+
+    Models of iCE40 primitives the sources instantiate (:func:`intformer.hw.ice40.sim_models`)
+    are added and elaborated but not linted: they are Yosys's, not generated code.
+    """
     exe = _require("verilator")
+    sources, models = _with_models(sources)
+    config = []
+    if models:
+        vlt = Path(sources[0]).parent / "vendor_models.vlt"
+        vlt.write_text("`verilator_config\n" + "".join(
+            f'lint_off -file "*/{m.name}"\n' for m in models))
+        config = [str(vlt)]
     proc = subprocess.run([exe, "--lint-only", "-Wall", *VERILATOR_WAIVERS, "--top-module", top,
-                           *map(str, sources)], capture_output=True, text=True)
+                           *config, *map(str, sources)], capture_output=True, text=True)
     return LintResult("verilator", proc.returncode == 0 and "%Warning" not in proc.stderr,
                       proc.stdout + proc.stderr)
 
 
 def iverilog_parse(sources: list[Path], *, top: str) -> LintResult:
-    """``iverilog -g2012`` elaboration of ``sources`` (no output file)."""
+    """``iverilog -g2012`` elaboration of ``sources`` (no output file), with the models of
+    iCE40 primitives they instantiate."""
     exe = _require("iverilog")
+    sources, _ = _with_models(sources)
     proc = subprocess.run([exe, "-g2012", "-s", top, "-o", "/dev/null", *map(str, sources)],
                           capture_output=True, text=True)
     return LintResult("iverilog", proc.returncode == 0 and not proc.stderr.strip(),
