@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -85,6 +85,14 @@ class SystolicArray(wiring.Component):
         Width of the signed partial sums; they wrap at this width.
     tag_width : int
         Width of a tag carried from each activation to its result, 0 to 128.
+    dsp_packing : bool
+        Compute the products of two PEs in one iCE40 ``SB_MAC16`` in its dual 8x8
+        mode (:func:`intformer.hw.ice40.dual_mul8x8`): PEs are paired in
+        column-major order, a leftover PE uses a DSP of its own, so the array needs
+        ``ceil(rows * cols / 2)`` DSPs instead of ``rows * cols``. The design then
+        instantiates an iCE40 primitive: it synthesizes for iCE40 only and simulates
+        with the model :func:`intformer.hw.ice40.sim_models` provides. Same timing
+        and results as without packing.
 
     Members
     -------
@@ -98,14 +106,15 @@ class SystolicArray(wiring.Component):
     Raises
     ------
     TypeError
-        If a parameter is not an integer.
+        If a parameter is not an integer, or ``dsp_packing`` not a boolean.
     ValueError
-        If a parameter is out of range, or ``acc_width`` cannot hold a sum of
-        ``rows`` products.
+        If a parameter is out of range, ``acc_width`` cannot hold a sum of
+        ``rows`` products, or ``dsp_packing`` is asked for operands wider than 8
+        bits or an array of one PE (nothing to pair).
     """
 
     def __init__(self, rows: int, cols: int, *, operand_width: int = 8, acc_width: int = 32,
-                 tag_width: int = 0):
+                 tag_width: int = 0, dsp_packing: bool = False):
         _check_int("Systolic array", "rows", rows, 1, 64)
         _check_int("Systolic array", "cols", cols, 1, 64)
         _check_int("Systolic array", "operand_width", operand_width, 2, 18)
@@ -114,7 +123,16 @@ class SystolicArray(wiring.Component):
         if acc_width < 2 * operand_width:
             raise ValueError(f"Systolic array acc_width must be at least 2 * operand_width "
                              f"({2 * operand_width}), not {acc_width}")
+        if not isinstance(dsp_packing, bool):
+            raise TypeError(f"Systolic array dsp_packing must be a boolean, not {dsp_packing!r}")
+        if dsp_packing and operand_width > 8:
+            raise ValueError(f"Systolic array dsp_packing needs operand_width of at most 8 "
+                             f"(an SB_MAC16 holds two 8x8 products), not {operand_width}")
+        if dsp_packing and rows * cols < 2:
+            raise ValueError(f"Systolic array dsp_packing needs at least 2 PEs to pair, "
+                             f"not {rows}x{cols}")
         self._rows, self._cols = rows, cols
+        self._packing = dsp_packing
         self._ow, self._aw, self._tw = operand_width, acc_width, tag_width
         super().__init__({
             "a": In(stream.Signature(ActivationLayout(rows, operand_width=operand_width,
@@ -135,6 +153,17 @@ class SystolicArray(wiring.Component):
     @property
     def tag_width(self) -> int:
         return self._tw
+
+    @property
+    def dsp_packing(self) -> bool:
+        return self._packing
+
+    @property
+    def multipliers(self) -> int:
+        """Hardware multipliers the array uses: ``rows * cols``, or with
+        :attr:`dsp_packing` ``ceil(rows * cols / 2)`` dual-8x8 ``SB_MAC16``."""
+        n = self._rows * self._cols
+        return (n + 1) // 2 if self._packing else n
 
     @property
     def latency(self) -> int:
@@ -210,9 +239,9 @@ class SystolicArray(wiring.Component):
                 prev_a, prev_s = xa, xs
             a_in[r][0], s_in[r][0] = prev_a, prev_s
 
-        bottom = []
+        # Pass 1: weights and the activation chain of every PE.
+        ops = {}
         for j in range(C):
-            psum_above = None
             for r in range(R):
                 w0 = Signal(signed(ow), name=f"w0_{r}_{j}")
                 w1 = Signal(signed(ow), name=f"w1_{r}_{j}")
@@ -223,22 +252,49 @@ class SystolicArray(wiring.Component):
                         m.d.sync += w0.eq(wcol[j])
                 # A continuous mux, not a combinational process: Icarus never runs
                 # an always @* whose inputs never change (a weight that stays 0).
-                weight = Mux(s_in[r][j], w1, w0)
-                prod = Signal(signed(2 * ow), name=f"prod{r}_{j}")
-                psum = Signal(signed(aw), name=f"psum{r}_{j}")
-                with m.If(adv):
-                    m.d.sync += prod.eq(a_in[r][j] * weight)
-                    if psum_above is None:
-                        m.d.sync += psum.eq(prod)
-                    else:
-                        m.d.sync += psum.eq(psum_above + prod)
-                psum_above = psum
+                ops[r, j] = (a_in[r][j], Mux(s_in[r][j], w1, w0))
                 if j + 1 < C:
                     xa = Signal(signed(ow), name=f"a{r}_{j + 1}")
                     xs = Signal(name=f"sel{r}_{j + 1}")
                     with m.If(adv):
                         m.d.sync += [xa.eq(a_in[r][j]), xs.eq(s_in[r][j])]
                     a_in[r][j + 1], s_in[r][j + 1] = xa, xs
+
+        # Pass 2: registered products, one multiplier per PE or two per SB_MAC16.
+        prods = {}
+        if self._packing:
+            from intformer.hw.ice40 import dual_mul8x8
+            pes = [(r, j) for j in range(C) for r in range(R)]
+            for i in range(0, len(pes), 2):
+                lo_pe = pes[i]
+                hi_pe = pes[i + 1] if i + 1 < len(pes) else None
+                a_hi, w_hi = ops[hi_pe] if hi_pe else (Const(0, signed(ow)),) * 2
+                lo, hi = dual_mul8x8(m, a_lo=ops[lo_pe][0], b_lo=ops[lo_pe][1],
+                                     a_hi=a_hi, b_hi=w_hi, ce=adv,
+                                     name=f"mac{lo_pe[0]}_{lo_pe[1]}")
+                prods[lo_pe] = lo
+                if hi_pe:
+                    prods[hi_pe] = hi
+        else:
+            for (r, j), (a, weight) in ops.items():
+                prod = Signal(signed(2 * ow), name=f"prod{r}_{j}")
+                with m.If(adv):
+                    m.d.sync += prod.eq(a * weight)
+                prods[r, j] = prod
+
+        # Pass 3: partial sums move down each column.
+        bottom = []
+        for j in range(C):
+            psum_above = None
+            for r in range(R):
+                prod = prods[r, j]
+                psum = Signal(signed(aw), name=f"psum{r}_{j}")
+                with m.If(adv):
+                    if psum_above is None:
+                        m.d.sync += psum.eq(prod)
+                    else:
+                        m.d.sync += psum.eq(psum_above + prod)
+                psum_above = psum
             bottom.append(psum_above)
 
         # De-skew: column j waits C - 1 - j more cycles so the row leaves whole.

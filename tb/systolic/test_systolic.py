@@ -119,17 +119,20 @@ async def run_systolic(dut):
     assert not tb.sink.queue, "unexpected extra output beats"
 
 
-@pytest.mark.parametrize("rows,cols", [
-    (2, 2), (4, 8),
-    pytest.param(8, 4, marks=pytest.mark.icarus_only),
-    pytest.param(3, 5, marks=pytest.mark.icarus_only),
+@pytest.mark.parametrize("rows,cols,packing", [
+    (2, 2, False), (4, 8, False),
+    pytest.param(8, 4, False, marks=pytest.mark.icarus_only),
+    pytest.param(3, 5, False, marks=pytest.mark.icarus_only),
+    # Two PEs per SB_MAC16 (Yosys's model); 3x5 leaves one PE alone in a DSP.
+    (4, 4, True),
+    pytest.param(3, 5, True, marks=pytest.mark.icarus_only),
 ])
-def test_systolic(sim, rows, cols):
+def test_systolic(sim, rows, cols, packing):
     from intformer.gen.sim import harness
     from intformer.hw.systolic import SystolicArray
 
-    dut = SystolicArray(rows, cols, tag_width=8)
-    path = harness.build_dir(f"systolic_{rows}x{cols}_{sim}")
+    dut = SystolicArray(rows, cols, tag_width=8, dsp_packing=packing)
+    path = harness.build_dir(f"systolic_{rows}x{cols}{'_packed' if packing else ''}_{sim}")
     source = harness.emit(dut, path, params={"rows": rows, "cols": cols, "acc_width": 32,
                                              "latency": dut.latency})
     harness.run(sim=sim, sources=[source], toplevel="top",
@@ -143,9 +146,34 @@ def test_systolic(sim, rows, cols):
      "Systolic array acc_width must be at least 2 \\* operand_width \\(16\\), not 12"),
     ({"rows": 2, "cols": 2, "tag_width": -1}, ValueError,
      "Systolic array tag_width must be between 0 and 128, not -1"),
+    ({"rows": 2, "cols": 2, "dsp_packing": 1}, TypeError,
+     "Systolic array dsp_packing must be a boolean, not 1"),
+    ({"rows": 2, "cols": 2, "operand_width": 9, "dsp_packing": True}, ValueError,
+     "Systolic array dsp_packing needs operand_width of at most 8 \\(an SB_MAC16 holds "
+     "two 8x8 products\\), not 9"),
+    ({"rows": 1, "cols": 1, "dsp_packing": True}, ValueError,
+     "Systolic array dsp_packing needs at least 2 PEs to pair, not 1x1"),
 ])
 def test_systolic_errors(kwargs, error, message):
     from intformer.hw.systolic import SystolicArray
 
     with pytest.raises(error, match=message):
         SystolicArray(kwargs.pop("rows"), **kwargs)
+
+
+@pytest.mark.parametrize("rows,cols", [(4, 4), (3, 5), (1, 2)])
+def test_packing_structure(rows, cols):
+    """With dsp_packing every product comes from an SB_MAC16 in dual 8x8 mode, two PEs
+    per DSP: no multiplication is left for synthesis to map on its own."""
+    from amaranth.back import verilog
+
+    from intformer.hw.systolic import SystolicArray
+
+    plain = SystolicArray(rows, cols)
+    packed = SystolicArray(rows, cols, dsp_packing=True)
+    assert (plain.multipliers, packed.multipliers) == (rows * cols, (rows * cols + 1) // 2)
+    text = verilog.convert(packed, name="top", emit_src=False)
+    assert text.count("SB_MAC16 #(") == packed.multipliers
+    assert ".MODE_8x8(1'h1)" in text and ".TOPOUTPUT_SELECT(2'h2)" in text
+    assert " * " not in text
+    assert " * " in verilog.convert(plain, name="top", emit_src=False)
