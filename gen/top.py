@@ -32,7 +32,7 @@ def _gemm_engine(c: Config) -> wiring.Component:
 def _systolic(c: Config) -> wiring.Component:
     from intformer.hw.systolic import SystolicArray
     return SystolicArray(c.array_rows, c.array_cols, operand_width=c.operand_width,
-                         acc_width=c.acc_width)
+                         acc_width=c.acc_width, dsp_packing=c.dsp_packing)
 
 
 def _requant(c: Config) -> wiring.Component:
