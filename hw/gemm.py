@@ -135,8 +135,9 @@ class GemmEngine(wiring.Component):
     to load); a command takes ``M * KT * NT + fill_latency (+ requant_latency)``
     cycles then. For full rate, A and B must lie in different scratchpad banks
     (each bank has one read port), and the constants preferably in another
-    accumulator bank than the partial sums. ``config.dsp_packing`` is not
-    implemented yet: every PE has its own multiplier.
+    accumulator bank than the partial sums. With ``config.dsp_packing`` the array
+    puts two PEs' products in one iCE40 ``SB_MAC16`` (same timing and results; the
+    design then synthesizes for iCE40 only).
     A port that is not granted stalls its side only. ``cmd.ready`` is high while
     the engine is idle; ``done`` pulses for one cycle when the last result is
     written.
@@ -193,7 +194,8 @@ class GemmEngine(wiring.Component):
         self._array = SystolicArray(config.array_rows, config.array_cols,
                                     operand_width=config.operand_width,
                                     acc_width=config.acc_width,
-                                    tag_width=_Tag(self._spad_aw, self._acc_aw).size)
+                                    tag_width=_Tag(self._spad_aw, self._acc_aw).size,
+                                    dsp_packing=config.dsp_packing)
         self._requant = Requantizer(config.array_cols, acc_width=config.acc_width,
                                     mult_width=config.requant_mult_width,
                                     out_width=config.operand_width)
@@ -226,8 +228,8 @@ class GemmEngine(wiring.Component):
         return {
             "array": {"rows": c.array_rows, "cols": c.array_cols,
                       "latency": self.array_latency, "min_tile_rows": self._array.min_tile_rows,
-                      # config.dsp_packing is not implemented yet: one multiplier per PE
-                      "dsp_packing": False},
+                      "dsp_packing": self._array.dsp_packing,
+                      "multipliers": self._array.multipliers},
             "fill_latency": self.fill_latency,
             "requant_latency": self.requant_latency,
             "command": {name: {"offset": f.offset, "width": f.width}

@@ -116,6 +116,8 @@ CONFIGS = {
     "8x8": dict(),
     # rows and columns that are not powers of two; memories sized to whole rows
     "3x5": dict(array_rows=3, array_cols=5, spad_bytes=40960, acc_bytes=20480),
+    # two PEs per SB_MAC16 (Yosys's model)
+    "4x4_packed": dict(array_rows=4, array_cols=4, dsp_packing=True),
 }
 
 
@@ -139,6 +141,7 @@ def _run(sim, name, shapes=SHAPES):
     pytest.param("4x8", marks=pytest.mark.icarus_only),
     pytest.param("8x4", marks=pytest.mark.icarus_only),
     "8x8",
+    "4x4_packed",
 ])
 def test_gemm(sim, name):
     _run(sim, name)
@@ -191,3 +194,15 @@ def test_bench_small(sim):
     assert out["cycles"] <= (out["array_rows_in"] + out["commands"] *
                              (out["fill_latency"] + 3))
     assert out["macs"] == 40 * 300 * 10
+
+
+def test_packing_facts():
+    from intformer.hw.config import BASE
+    from intformer.hw.gemm import GemmEngine
+
+    plain = GemmEngine(BASE.replace(array_rows=4, array_cols=4)).facts()["array"]
+    packed = GemmEngine(BASE.replace(array_rows=4, array_cols=4, dsp_packing=True)).facts()
+    assert (plain["dsp_packing"], plain["multipliers"]) == (False, 16)
+    assert (packed["array"]["dsp_packing"], packed["array"]["multipliers"]) == (True, 8)
+    with pytest.raises(ValueError, match="dsp_packing needs at least 2 PEs to pair, not 1x1"):
+        GemmEngine(BASE.replace(array_rows=1, array_cols=1, dsp_packing=True))
