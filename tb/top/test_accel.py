@@ -6,7 +6,6 @@ then a good stream again."""
 import cocotb
 import numpy as np
 import pytest
-from cocotb.triggers import RisingEdge
 from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
 
 from intformer.gen.sim.drivers import pause_generator, reset, rng, start_clock
@@ -15,35 +14,10 @@ from intformer.sw.compile import Program
 from intformer.sw.driver import AcceleratorError, Driver
 from intformer.sw.golden import gelu, gelu_params, gemm, quantize_multiplier, requantize
 from tb.axi.memory import bind_ports
+from tb.top.simbus import CocotbBus
 
 MEM = 1 << 20
 BASE = 0x40000
-
-
-class CocotbBus:
-    """The driver's bus on cocotbext-axi models."""
-
-    def __init__(self, dut, ram, lite):
-        self.dut, self.ram, self.lite = dut, ram, lite
-
-    async def read_reg(self, offset):
-        return int.from_bytes((await self.lite.read(offset, 4)).data, "little")
-
-    async def write_reg(self, offset, value):
-        await self.lite.write(offset, int(value).to_bytes(4, "little"))
-
-    async def write_mem(self, addr, data):
-        self.ram.write(addr, data)
-
-    async def read_mem(self, addr, length):
-        return self.ram.read(addr, length)
-
-    async def wait_irq(self, timeout):
-        for _ in range(int(timeout)):
-            if int(self.dut.irq.value):
-                return
-            await RisingEdge(self.dut.clk)
-        raise TimeoutError("no interrupt")
 
 
 @cocotb.test()
