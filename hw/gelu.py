@@ -3,14 +3,19 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..sw.golden.gelu import IN_BITS, U_BITS
-from .vector import VectorLayout, check_int, round_shift, saturate
+from .vector import VectorLayout, check_int, round_saturate
 
 __all__ = ["GeluConsts", "Gelu"]
+
+#: Bits of the clipping point that gelu_params documents (2562 fits 12).
+CLIP_BITS = 12
+#: Bits of poly_c that gelu_params documents.
+POLY_BITS = 23
 
 
 class GeluConsts(data.StructLayout):
@@ -130,31 +135,39 @@ class Gelu(wiring.Component):
         m.d.comb += [self.o.payload.count.eq(count[-1]), self.o.payload.last.eq(last[-1])]
 
         ub = U_BITS
+        # Widths from the golden model's documented ranges (gelu_params): clip is
+        # 12 bits, so |d| <= 4095 and d*d < 2**24; poly_c is 23 bits, so h < 2**24
+        # and |u*h| < 2**41. Narrower operands than the consts fields keep every
+        # product within the fewest 18x18 DSP tiles.
+        clip = c.clip[:CLIP_BITS]
+        poly2 = Cat(Const(0, 1), c.poly_c[:POLY_BITS])
         for lane in range(self._lanes):
             def reg(shape, name, lane=lane):
                 return Signal(shape, name=f"{name}{lane}")
             p1 = reg(signed(self._in_width + 17), "p1")
             u1 = reg(signed(ub), "u1")
-            u2, d2 = reg(signed(ub), "u2"), reg(signed(14), "d2")
-            u3, dsq3 = reg(signed(ub), "u3"), reg(unsigned(26), "dsq3")
-            u4, h4 = reg(signed(ub), "u4"), reg(unsigned(26), "h4")
-            p5 = reg(signed(ub + 27), "p5")
-            p6 = reg(signed(ub + 27 + 17), "p6")
+            u2, d2 = reg(signed(ub), "u2"), reg(unsigned(CLIP_BITS), "d2")
+            u3, dsq3 = reg(signed(ub), "u3"), reg(unsigned(2 * CLIP_BITS), "dsq3")
+            u4, h4 = reg(signed(ub), "u4"), reg(unsigned(POLY_BITS + 1), "h4")
+            p5 = reg(signed(ub + POLY_BITS + 1), "p5")
+            p6 = reg(signed(ub + POLY_BITS + 1 + 16), "p6")
             y = reg(signed(8), "y")
             mag = Mux(u1 < 0, -u1, u1)
             with m.If(advance):
                 m.d.sync += [
                     p1.eq(self.i.payload.data[lane] * c.in_mult),
-                    u1.eq(saturate(round_shift(p1, c.in_shift), ub)),
+                    u1.eq(round_saturate(m, p1, c.in_shift, ub, name=f"rs_u{lane}")),
                     u2.eq(u1),
-                    d2.eq(Mux(mag < c.clip, mag, c.clip) - c.clip),
+                    # -d = clip - min(|u|, clip), unsigned: the square is the same.
+                    d2.eq(Mux(mag < clip, clip - mag, 0)),
                     u3.eq(u2),
                     dsq3.eq(d2 * d2),
                     u4.eq(u3),
-                    h4.eq(Mux(u3 < 0, dsq3, (c.poly_c << 1) - dsq3)),
+                    h4.eq(Mux(u3 < 0, dsq3, poly2 - dsq3)),
                     p5.eq(u4 * h4),
                     p6.eq(p5 * c.out_mult),
-                    y.eq(Mux(lane < count[-2], saturate(round_shift(p6, c.out_shift), 8), 0)),
+                    y.eq(Mux(lane < count[-2], round_saturate(m, p6, c.out_shift, 8,
+                                                               name=f"rs_y{lane}"), 0)),
                 ]
             m.d.comb += self.o.payload.data[lane].eq(y)
         return m

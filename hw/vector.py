@@ -15,10 +15,11 @@ Every vector stream carries ``lanes`` elements per beat plus two markers:
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Mux, Value, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data
 
-__all__ = ["VectorLayout", "round_shift", "saturate", "check_int", "count_width"]
+__all__ = ["VectorLayout", "round_shift", "saturate", "round_saturate", "check_int",
+           "count_width"]
 
 
 def count_width(lanes: int) -> int:
@@ -69,6 +70,40 @@ def saturate(value: Value, bits: int) -> Value:
     lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     return Mux(value > hi, Const(hi, signed(bits)),
                Mux(value < lo, Const(lo, signed(bits)), value[:bits].as_signed()))
+
+
+def round_saturate(m: Module, value: Value, shift: Value, bits: int, *,
+                   name: str = "rs") -> Signal:
+    """``saturate(round_shift(value, shift), bits)`` with a narrow shifter: a
+    signed ``bits``-bit signal driven combinationally in ``m``.
+
+    ``t = (2 value - [value < 0]) >> shift`` is the result in halves: ``(t + 1) >> 1``
+    is the golden rounding (ties away from zero, ``value`` itself for a zero
+    shift). Only ``t``'s low ``bits + 2`` bits matter when ``t`` fits them; when it
+    does not, the output saturates by ``t``'s sign. So the barrel shifter produces
+    ``bits + 2`` bits instead of the whole product, and a separate test (bit ``j``
+    of ``|t|`` shows at or above the window when ``shift <= j - bits - 1``) finds
+    overflow. The comparisons of ``shift`` with constants are the same cells in
+    every lane, so lanes that share a shift share them.
+    """
+    value = value.as_signed()
+    width = len(value) + 2
+    # Named signals: an expression used several times would be emitted again
+    # for every use.
+    x = Signal(signed(width), name=f"{name}_x")
+    mag = Signal(width, name=f"{name}_mag")
+    overflow = Signal(name=f"{name}_ovf")
+    window = Signal(signed(bits + 2), name=f"{name}_win")
+    out = Signal(signed(bits), name=name)
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    m.d.comb += [
+        x.eq((value << 1) - value[-1]),
+        mag.eq(x ^ x[-1].replicate(width)),
+        overflow.eq(Cat(mag[j] & (shift <= j - bits - 1) for j in range(bits + 1, width)).any()),
+        window.eq((x >> shift)[:bits + 2]),
+        out.eq(Mux(overflow, Mux(x[-1], lo, hi), saturate((window + 1) >> 1, bits))),
+    ]
+    return out
 
 
 def check_int(owner: str, name: str, value, lo: int, hi: int) -> int:

@@ -36,3 +36,39 @@ def test_round_shift_and_saturate_match_golden():
         want = golden_round_shift(values, s)
         assert [got_round[int(v), s] for v in values] == list(want), f"shift {s}"
     assert [got_sat[int(v)] for v in values] == list(golden_saturate(values, 5))
+
+
+def test_round_saturate_matches_golden():
+    """The narrow-window rounding and saturation equals saturate(round_shift(...)),
+    exhaustively for a 9-bit value, every shift up to 13 and two output widths."""
+    from amaranth.hdl import Module, Signal, signed, unsigned
+    from amaranth.sim import Simulator
+
+    from intformer.hw.vector import round_saturate
+    from intformer.sw.golden import round_shift as golden_round_shift
+    from intformer.sw.golden import saturate as golden_saturate
+
+    value = Signal(signed(9))
+    shift = Signal(unsigned(4))
+    outs = {bits: Signal(signed(bits), name=f"out{bits}") for bits in (3, 5)}
+    m = Module()
+    m.d.comb += [out.eq(round_saturate(m, value, shift, bits, name=f"rs{bits}"))
+                 for bits, out in outs.items()]
+    values = np.arange(-256, 256)
+    got = {bits: {} for bits in outs}
+
+    async def bench(ctx):
+        for s in range(14):
+            ctx.set(shift, s)
+            for v in values:
+                ctx.set(value, int(v))
+                for bits, out in outs.items():
+                    got[bits][int(v), s] = ctx.get(out)
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    for bits in outs:
+        for s in range(14):
+            want = golden_saturate(golden_round_shift(values, s), bits)
+            assert [got[bits][int(v), s] for v in values] == list(want), f"bits {bits} shift {s}"
