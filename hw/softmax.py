@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..sw.golden.softmax import EXP_DROP, EXP_FRAC, IN_BITS, OUT_FRAC, RECIP_BITS, T_MAX
 from .intdiv import PipelinedDivider
-from .vector import VectorLayout, check_int, count_width, round_shift
+from .vector import VectorLayout, check_int, count_width, round_saturate
 
 __all__ = ["SoftmaxConsts", "Softmax"]
 
@@ -45,7 +45,8 @@ def _iexp(m, en, x, mx, c, width, name):
     sq = Signal(unsigned(31), name=f"{name}_sq")
     z = Signal(unsigned(6), name=f"{name}_z")
     e = Signal(unsigned(16), name=f"{name}_e")
-    shifted = round_shift(p, c.in_shift)
+    # p >= 0, so saturating to 20 signed bits is min(., 2**19 - 1) = min(., T_MAX).
+    shifted = round_saturate(m, p, c.in_shift, T_MAX.bit_length() + 1, name=f"{name}_rs")
     f = t[:EXP_FRAC]
     diff = Signal(signed(16), name=f"{name}_diff")
     m.d.comb += diff.eq(c.poly_b - f)
@@ -53,10 +54,12 @@ def _iexp(m, en, x, mx, c, width, name):
         m.d.sync += [
             d.eq(mx - x),
             p.eq(d * c.in_mult),
-            t.eq(Mux(shifted > T_MAX, T_MAX, shifted)),
+            t.eq(shifted),
             sq.eq(diff * diff),
             z.eq(t >> EXP_FRAC),
-            e.eq((sq + c.poly_c) >> (z + EXP_DROP)),
+            # The constant part of the shift first: a 5-bit shifter on 16 bits
+            # instead of a 6-bit one on 31 (floor of a floor is the floor).
+            e.eq(((sq + c.poly_c) >> EXP_DROP) >> z),
         ]
     return e
 
@@ -375,16 +378,17 @@ class Softmax(wiring.Component):
         t_exp, t_prod = o_tags[0], o_tags[1]
         shift = Signal(unsigned(7))
         m.d.comb += shift.eq(t_prod.row.k + (RECIP_BITS - OUT_FRAC))
-        top = (1 << OUT_FRAC) - 1
         for lane in range(lanes):
             prod = Signal(unsigned(16 + qw), name=f"prod{lane}")
             y = Signal(signed(8), name=f"y{lane}")
-            rounded = round_shift(Cat(prod, Const(0, 1)).as_signed(), shift)
+            # prod >= 0: saturating to 8 signed bits is min(., 127).
+            rounded = round_saturate(m, Cat(prod, Const(0, 1)).as_signed(), shift, OUT_FRAC + 1,
+                                     name=f"rs_y{lane}")
             with m.If(advance):
                 m.d.sync += [
                     prod.eq(rd_out.data[lane] * t_exp.row.recip),
                     y.eq(Mux(t_prod.last & (lane >= t_prod.row.row.count), 0,
-                             Mux(rounded > top, top, rounded))),
+                             rounded)),
                 ]
             m.d.comb += self.o.payload.data[lane].eq(y)
         t_last = o_tags[-1]
