@@ -16,7 +16,7 @@ import numpy as np
 
 from .commands import CommandSet
 
-__all__ = ["Program", "Tensor"]
+__all__ = ["Program", "Tensor", "compile_model"]
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -25,11 +25,12 @@ def _ceil_div(a: int, b: int) -> int:
 
 class Tensor:
     """A 2-D tensor in the memory image: ``rows x cols`` of ``dtype`` at byte ``offset``,
-    row-major."""
+    rows ``stride`` bytes apart (default: packed)."""
 
-    def __init__(self, offset: int, rows: int, cols: int, dtype):
+    def __init__(self, offset: int, rows: int, cols: int, dtype, *, stride: int | None = None):
         self.offset, self.rows, self.cols = offset, rows, cols
         self.dtype = np.dtype(dtype)
+        self.stride = self.row_bytes if stride is None else stride
 
     @property
     def row_bytes(self) -> int:
@@ -89,8 +90,10 @@ class Program:
 
     def read(self, image: bytes, t: Tensor) -> np.ndarray:
         """Tensor ``t`` out of a memory image (for results read back)."""
-        raw = bytes(image[t.offset:t.offset + t.nbytes])
-        return np.frombuffer(raw, dtype=t.dtype).reshape(t.rows, t.cols).astype(np.int64)
+        rows = [bytes(image[t.offset + r * t.stride:t.offset + r * t.stride + t.row_bytes])
+                for r in range(t.rows)]
+        return np.frombuffer(b"".join(rows), dtype=t.dtype).reshape(t.rows, t.cols) \
+            .astype(np.int64)
 
     # Local memories ---------------------------------------------------------------------------
 
@@ -144,13 +147,13 @@ class Program:
         local = self.spad_row_bytes if space == "spad" else self.acc_row_bytes
         sp = self.cs.spaces[space]
         if tile_bytes == local:
-            return [self.emit("load", dram=t.offset, dram_stride=t.row_bytes,
+            return [self.emit("load", dram=t.offset, dram_stride=t.stride,
                               row_bytes=row_bytes, rows=t.rows, loc=loc,
                               loc_stride=loc_stride, space=sp)]
         out = []
         for j in range(_ceil_div(row_bytes, tile_bytes)):
             out.append(self.emit("load", dram=t.offset + j * tile_bytes,
-                                 dram_stride=t.row_bytes,
+                                 dram_stride=t.stride,
                                  row_bytes=min(tile_bytes, row_bytes - j * tile_bytes),
                                  rows=t.rows, loc=loc + j, loc_stride=loc_stride, space=sp))
         return out
@@ -161,13 +164,13 @@ class Program:
         local = self.spad_row_bytes if space == "spad" else self.acc_row_bytes
         sp = self.cs.spaces[space]
         if tile_bytes == local:
-            return [self.emit("store", dram=t.offset, dram_stride=t.row_bytes,
+            return [self.emit("store", dram=t.offset, dram_stride=t.stride,
                               row_bytes=t.row_bytes, rows=t.rows, loc=loc,
                               loc_stride=loc_stride, space=sp)]
         out = []
         for j in range(_ceil_div(t.row_bytes, tile_bytes)):
             out.append(self.emit("store", dram=t.offset + j * tile_bytes,
-                                 dram_stride=t.row_bytes,
+                                 dram_stride=t.stride,
                                  row_bytes=min(tile_bytes, t.row_bytes - j * tile_bytes),
                                  rows=t.rows, loc=loc + j, loc_stride=loc_stride, space=sp))
         return out
@@ -201,8 +204,8 @@ class Program:
             for nt in range(NT):
                 for kb in range(_ceil_div(K, L)):
                     loads.append(self.emit(
-                        "load", dram=b.offset + nt * C * b.row_bytes + kb * L,
-                        dram_stride=b.row_bytes, row_bytes=min(L, K - kb * L),
+                        "load", dram=b.offset + nt * C * b.stride + kb * L,
+                        dram_stride=b.stride, row_bytes=min(L, K - kb * L),
                         rows=min(C, N - nt * C), loc=b_loc + kb * L * NT + nt, loc_stride=NT,
                         space=self.cs.spaces["spad"], transpose=1))
         else:
@@ -277,6 +280,19 @@ class Program:
                                   loc_stride=out_chunks)
         stores[0]["pop_prev"] = 1
 
+    def copy(self, src: Tensor, dst: Tensor) -> None:
+        """Copy ``src`` to ``dst`` (same shape and type) through the scratchpad."""
+        chunks = _ceil_div(src.row_bytes, self.spad_row_bytes)
+        loc = self.alloc_spad(src.rows * chunks)
+        loads = self.load_tiles(src, loc=loc, tile_bytes=self.spad_row_bytes,
+                                loc_stride=chunks)
+        loads[-1]["push_next"] = 1
+        self.emit("set_const", index=self.cs.constants["count"] - 1, value=0, pop_prev=1,
+                  push_next=1)
+        stores = self.store_tiles(dst, loc=loc, tile_bytes=self.spad_row_bytes,
+                                  loc_stride=chunks)
+        stores[0]["pop_prev"] = 1
+
     def end(self, *, irq: bool = True) -> None:
         self.emit("end", irq=int(irq))
 
@@ -285,3 +301,120 @@ class Program:
         return self.cs.assemble(
             self.cs.command(c["name"], **{k: v for k, v in c.items() if k != "name"})
             for c in self.commands)
+
+
+def compile_model(manifest: dict, model, x) -> tuple[Program, dict[str, Tensor]]:
+    """A program that runs the integer model ``model`` (:class:`intformer.sw.model.
+    IntegerModel`) on one INT8 input ``x`` (``model.tensors[model.input].shape``).
+
+    Every tensor lives in the memory image (constants with their data, activations
+    reserved), so each op's result can be read back and compared. Ops run one after
+    the other, each loading its operands, computing and storing its result; a
+    :meth:`Program.sync` between ops orders the stores before the next loads. Slices
+    are views (an offset and a row stride); a concatenation copies its inputs into
+    place through the scratchpad.
+
+    Returns the program and the tensor of every name.
+
+    Raises
+    ------
+    ValueError
+        If an op does not fit the hardware (for example a dimension past a field's
+        width or an operand larger than the scratchpad).
+    """
+    prog = Program(manifest)
+    tensors: dict[str, Tensor] = {}
+    dtypes = {"int8": np.int8, "int32": np.int32}
+    views = {op.output: op for op in model.ops if op.kind == "slice"}
+
+    def place_const(t):
+        data = np.asarray(t.data).astype(dtypes[t.dtype])
+        return prog.place(data[None, :] if data.ndim == 1 else data.reshape(data.shape[0], -1))
+
+    inp = model.tensors[model.input]
+    tensors[model.input] = prog.place(np.asarray(x, dtype=np.int8).reshape(inp.shape))
+    for name, t in model.tensors.items():
+        if t.is_const:
+            if any(op.kind == "gemm" and op.inputs[1] == name and op.consts.get("transpose_b")
+                   for op in model.ops):
+                tensors[name] = prog.place(np.ascontiguousarray(
+                    np.asarray(t.data).astype(dtypes[t.dtype]).T))
+            else:
+                tensors[name] = place_const(t)
+        elif name != model.input and name not in views:
+            rows, cols = t.shape
+            tensors[name] = prog.reserve(rows, cols, dtypes[t.dtype])
+
+    def view(name):
+        if name in tensors:
+            return tensors[name]
+        op = views[name]
+        src = view(op.inputs[0])
+        c = op.consts
+        item = src.dtype.itemsize
+        if c["axis"] == 0:
+            t = Tensor(src.offset + c["start"] * src.stride, c["stop"] - c["start"], src.cols,
+                       src.dtype, stride=src.stride)
+        else:
+            t = Tensor(src.offset + c["start"] * item, src.rows, c["stop"] - c["start"],
+                       src.dtype, stride=src.stride)
+        tensors[name] = t
+        return t
+
+    first = True
+    for op in model.ops:
+        if op.kind == "slice":
+            view(op.output)
+            continue
+        if not first:
+            prog.sync()
+        first = False
+        prog.free_all()
+        c = op.consts
+        out = view(op.output)
+        if op.kind == "gemm":
+            a, b = view(op.inputs[0]), view(op.inputs[1])
+            bias = view(op.inputs[2]) if len(op.inputs) > 2 else None
+            const_b = model.tensors[op.inputs[1]].is_const
+            requant = "multiplier" in c
+            scale = None
+            mult = shift = 0
+            if requant:
+                m_arr = np.asarray(c["multiplier"]).reshape(-1)
+                s_arr = np.asarray(c["shift"]).reshape(-1)
+                if np.all(m_arr == m_arr[0]) and np.all(s_arr == s_arr[0]):
+                    mult, shift = int(m_arr[0]), int(s_arr[0])
+                else:
+                    n = out.cols
+                    m_arr = np.broadcast_to(m_arr, (n,))
+                    s_arr = np.broadcast_to(s_arr, (n,))
+                    scale = prog.place((m_arr.astype(np.int64) | (s_arr.astype(np.int64) << 16))
+                                       .astype(np.int32)[None, :])
+            prog.matmul(a, b, out, bias=bias, scale=scale, mult=mult, shift=shift,
+                        requant=requant,
+                        b_transposed=bool(c.get("transpose_b")) and not const_b)
+        elif op.kind in ("softmax", "gelu", "layernorm"):
+            x_t = view(op.inputs[0])
+            prog.vector(op.kind, x_t, out, c["params"],
+                        src_space="acc" if x_t.dtype == np.int32 else "spad")
+        elif op.kind == "residual_add":
+            prog.vector("residual", view(op.inputs[0]), out, c["params"],
+                        x2=view(op.inputs[1]))
+        elif op.kind == "concat":
+            r0 = c0 = 0
+            for i, name in enumerate(op.inputs):
+                src = view(name)
+                if i:
+                    prog.sync()
+                    prog.free_all()
+                dst = Tensor(out.offset + r0 * out.stride + c0 * out.dtype.itemsize,
+                             src.rows, src.cols, out.dtype, stride=out.stride)
+                prog.copy(src, dst)
+                if c["axis"] == 0:
+                    r0 += src.rows
+                else:
+                    c0 += src.cols
+        else:
+            raise ValueError(f"Cannot compile op kind {op.kind!r}")
+    prog.end()
+    return prog, tensors
