@@ -163,6 +163,14 @@ class LoadExecutor(_Executor):
                                                          8) for t in tile))),
             ]
 
+        # Unconditional, so that every payload bit is a continuous assignment.
+        m.d.comb += [
+            self.desc.payload.addr.eq(self.window_base + f["dram"]),
+            self.desc.payload.stride.eq(f["dram_stride"]),
+            self.desc.payload.rows.eq(f["rows"]),
+            self.desc.payload.row_bytes.eq(f["row_bytes"]),
+            self.desc.payload.tag.eq(0),
+        ]
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.cmd.ready.eq(1)
@@ -179,13 +187,7 @@ class LoadExecutor(_Executor):
                     m.d.sync += [tile_row.eq(0), col.eq(0), col_addr.eq(cmd.loc)]
                     m.next = "DESC"
             with m.State("DESC"):
-                m.d.comb += [
-                    self.desc.valid.eq(1),
-                    self.desc.payload.addr.eq(self.window_base + f["dram"]),
-                    self.desc.payload.stride.eq(f["dram_stride"]),
-                    self.desc.payload.rows.eq(f["rows"]),
-                    self.desc.payload.row_bytes.eq(f["row_bytes"]),
-                ]
+                m.d.comb += self.desc.valid.eq(1)
                 with m.If(self.desc.ready):
                     m.next = "DATA"
             with m.State("DATA"):
@@ -345,6 +347,14 @@ class StoreExecutor(_Executor):
                           chunk=chunk, beats_row=beats_row, lrows=lrows[sp],
                           stride=f["loc_stride"], stored=stored, row_bytes=f["row_bytes"])
 
+        # Unconditional, so that every payload bit is a continuous assignment.
+        m.d.comb += [
+            self.desc.payload.addr.eq(self.window_base + f["dram"]),
+            self.desc.payload.stride.eq(f["dram_stride"]),
+            self.desc.payload.rows.eq(f["rows"]),
+            self.desc.payload.row_bytes.eq(f["row_bytes"]),
+            self.desc.payload.tag.eq(0),
+        ]
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.cmd.ready.eq(1)
@@ -360,13 +370,7 @@ class StoreExecutor(_Executor):
                         m.d.sync += lrows[sp].eq((cmd.row_bytes + L - 1) // L)
                     m.next = "DESC"
             with m.State("DESC"):
-                m.d.comb += [
-                    self.desc.valid.eq(1),
-                    self.desc.payload.addr.eq(self.window_base + f["dram"]),
-                    self.desc.payload.stride.eq(f["dram_stride"]),
-                    self.desc.payload.rows.eq(f["rows"]),
-                    self.desc.payload.row_bytes.eq(f["row_bytes"]),
-                ]
+                m.d.comb += self.desc.valid.eq(1)
                 with m.If(self.desc.ready):
                     m.next = "DATA"
             with m.State("DATA"):
