@@ -4,6 +4,8 @@ reciprocal, per-element gamma/beta; bit-exact with
 
 from __future__ import annotations
 
+import math
+
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -14,12 +16,13 @@ from ..sw.golden.layernorm import (
     EPS_FRAC,
     GAMMA_BITS,
     IN_BITS,
+    NORM_FRAC,
     RECIP_BITS,
     ZSHIFT,
 )
 from .intdiv import PipelinedDivider
 from .isqrt import PipelinedSqrt
-from .vector import VectorLayout, check_int, count_width, round_shift, saturate
+from .vector import VectorLayout, check_int, count_width, round_saturate
 
 __all__ = ["LayerNormConsts", "GammaBetaLayout", "LayerNorm"]
 
@@ -327,22 +330,34 @@ class LayerNorm(wiring.Component):
             m.d.sync += [tags[k].eq(tags[k - 1]) for k in range(1, stages)]
         zshift = Signal(unsigned(5))
         m.d.comb += zshift.eq(Mux(tags[2].row.j > ZSHIFT, 0, ZSHIFT - tags[2].row.j))
-        dw = w + nw + 2
+        # Widths from the golden contract for rows of at most max_row elements of w
+        # bits, so that each product fits one 18x18 DSP where it can:
+        # |x - mean| <= 2**w - 1, so |D| = n |x - mean| <= max_row (2**w - 1);
+        # |x - mean| / std <= sqrt(n - 1), so |z| <= sqrt(max_row - 1) 2**NORM_FRAC,
+        # times at most 1 + 2**-29 for the floored square root and reciprocal,
+        # plus the rounding half: below isqrt((max_row - 1) << 2 NORM_FRAC) + 2.
+        dw = (self._max_row * ((1 << w) - 1)).bit_length() + 1
+        zw = (math.isqrt((self._max_row - 1) << (2 * NORM_FRAC)) + 2).bit_length() + 1
         for lane in range(lanes):
             d = Signal(signed(dw), name=f"d{lane}")
             dr = Signal(signed(dw + RECIP_BITS + 3), name=f"dr{lane}")
-            z = Signal(signed(20), name=f"z{lane}")
-            q = Signal(signed(20 + GAMMA_BITS + 2), name=f"q{lane}")
+            z = Signal(signed(zw), name=f"z{lane}")
+            q = Signal(signed(zw + GAMMA_BITS + 2), name=f"q{lane}")
             y = Signal(signed(8), name=f"y{lane}")
             t0, t3, t4 = tags[0], tags[3], tags[4]
+            recip = tags[1].row.recip
             with m.If(advance):
                 m.d.sync += [
                     d.eq(t0.row.row.n * rd.data[lane] - t0.row.row.s1),
-                    dr.eq(d * tags[1].row.recip),
-                    z.eq(round_shift(dr, zshift)),
+                    # 2**RECIP_BITS < R <= 2**(RECIP_BITS + 1): the top bit is set only
+                    # for R = 2**(RECIP_BITS + 1), so the multiplier takes the low bits.
+                    dr.eq(Mux(recip[RECIP_BITS + 1], d << (RECIP_BITS + 1),
+                              d * recip[:RECIP_BITS + 1])),
+                    # z never saturates (see zw), so the shifter produces only the window.
+                    z.eq(round_saturate(m, dr, zshift, zw, name=f"rs_z{lane}")),
                     q.eq(z * t3.gb.gamma[lane] + t3.gb.beta[lane]),
                     y.eq(Mux(t4.last & (lane >= t4.row.row.count), 0,
-                             saturate(round_shift(q, c.shift), 8))),
+                             round_saturate(m, q, c.shift, 8, name=f"rs_y{lane}"))),
                 ]
             m.d.comb += self.o.payload.data[lane].eq(y)
         t_last = tags[-1]

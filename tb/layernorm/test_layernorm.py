@@ -80,11 +80,18 @@ async def run_layernorm(dut):
     n = min(max_row, 3 * lanes + 1)
     rows = [[0] * n, [lo] * n, [hi] * n, [5] * max_row, [lo] * (n - 1) + [hi],
             [hi] + [lo] * (n - 1), [lo, hi] * (n // 2) + [0] * (n % 2), [hi] * max_row,
-            [3, 4] * (n // 2) + [3] * (n % 2), [7]]
+            [3, 4] * (n // 2) + [3] * (n % 2), [7],
+            # One outlier in a row of max_row: the largest |z| (sqrt(max_row - 1)
+            # standard deviations), which the hardware's z width is sized for.
+            [lo] * (max_row - 1) + [hi], [hi] + [lo] * (max_row - 1)]
     for eps in (1e-5, 0.0):
         p = layernorm_params(0.05, g.normal(1, 0.5, max_row), g.normal(0, 0.5, max_row), 0.02,
                              eps)
         await run_batch(tb, p, rows)
+    # A small gamma: the outliers' z (sqrt(max_row - 1) standard deviations) shows
+    # in the output instead of saturating it, so a z width too small would fail.
+    p = layernorm_params(0.05, np.full(max_row, 0.04), np.zeros(max_row), 0.02, 0.0)
+    await run_batch(tb, p, rows)
     # Many rows back to back against a slow output: the ring and the row credits
     # run out, and the input must wait rather than overwrite.
     tb.set_idle_generator(pause_generator("none", r))
