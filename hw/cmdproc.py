@@ -233,7 +233,8 @@ class CommandProcessor(wiring.Component):
                             (v.rows == 0, "zero_length"),
                             (~fits("acc", v.src, 1, 0, v.rows, 1), "acc_range"),
                             (~fits("spad", v.dst, v.rows, v.dst_stride, 1, 1), "spad_range"),
-                            (~fits("acc", v.scale, 1, 0, 1, 1), "acc_range"),
+                            (v.per_channel & ~fits("acc", v.scale, 1, 0, 1, 1),
+                             "acc_range"),
                         ]
                     elif op.name in ("gelu", "softmax", "layernorm", "residual"):
                         checks += [

@@ -160,14 +160,18 @@ _OPCODE_LIST = (
                 ("mult", 16, "Per-tensor requantization multiplier"),
                 ("shift", 6, "Per-tensor requantization shift"),
             )),
-    _opcode("requant", 4, "compute", "Requantize accumulator rows to INT8 scratchpad rows "
-            "with per-column multiplier and shift", (
+    _opcode("requant", 4, "compute", "Requantize accumulator rows (array_cols INT32 "
+            "values each) to INT8 scratchpad rows (low array_cols bytes, the rest 0), "
+            "as intformer.sw.golden.requantize, per tensor or per column", (
                 ("src", 16, "First accumulator row (rows consecutive rows)"),
                 ("dst", 16, "First scratchpad row of the output"),
                 ("dst_stride", 12, "Scratchpad rows from one output row to the next"),
                 ("rows", 12, "Rows (1 or more)"),
-                ("scale", 16, "Accumulator row of per-column constants: multiplier in bits "
-                              "0-15, shift in bits 16-21"),
+                ("scale", 16, "Accumulator row of per-column constants (with per_channel): "
+                              "multiplier in bits 0-15, shift in bits 16-21"),
+                ("per_channel", 1, "Take multiplier and shift per column from scale"),
+                ("mult", 16, "Per-tensor requantization multiplier"),
+                ("shift", 6, "Per-tensor requantization shift"),
             )),
     _opcode("gelu", 5, "compute", "Integer GELU of each row", _VECTOR),
     _opcode("softmax", 6, "compute", "Integer Softmax of each row", _VECTOR),

@@ -14,10 +14,10 @@ Data paths
     * Accumulator read ports: GEMM partial sums, GEMM bias/scale, store; write ports:
       GEMM results, load.
 
-Commands executed: ``load``, ``store``, ``gemm``, ``set_const``, ``end``, and
+Commands executed: ``load``, ``store``, ``gemm``, ``requant`` (by
+:class:`intformer.hw.requantexec.RequantExecutor`), ``set_const``, ``end``, and
 ``gelu``, ``softmax``, ``residual``, ``layernorm`` where
-:func:`intformer.hw.vecexec.supported` holds (see :func:`implemented`); ``requant``
-ends a stream with ``unit_absent`` until its executor is wired in.
+:func:`intformer.hw.vecexec.supported` holds (see :func:`implemented`).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from .config import Config
 from .dma import DMA, DMAError
 from .gemm import GemmEngine
 from .memories import accumulator, scratchpad
+from .requantexec import RequantExecutor
 from .transfer import LoadExecutor, StoreExecutor
 from .vecexec import CONSTANTS, VectorExecutor, supported
 
@@ -40,7 +41,7 @@ __all__ = ["Accelerator", "AcceleratorCore", "IMPLEMENTED", "COUNTERS", "PERF_RE
            "implemented", "register_map"]
 
 #: Commands every accelerator carries out.
-IMPLEMENTED = ("load", "store", "gemm", "set_const", "end")
+IMPLEMENTED = ("load", "store", "gemm", "requant", "set_const", "end")
 #: Vector commands, carried out where :func:`intformer.hw.vecexec.supported` holds and
 #: the unit is configured.
 VECTOR_OPS = ("gelu", "softmax", "residual", "layernorm")
@@ -131,18 +132,19 @@ class AcceleratorCore(wiring.Component):
         m.submodules.load = load = LoadExecutor(c)
         m.submodules.store = store = StoreExecutor(c)
         m.submodules.gemm = gemm = GemmEngine(c)
+        m.submodules.rq = rq = RequantExecutor(c)
         has_vec = supported(c) and any(getattr(c, f"has_{op}") for op in VECTOR_OPS)
         if has_vec:
             m.submodules.vec = vec = VectorExecutor(c)
             spad_rd = (gemm.a_rd, gemm.b_rd, vec.spad_rd_a, vec.spad_rd_b, store.spad_rd)
-            spad_wr = (gemm.d_wr, vec.spad_wr, load.spad_wr)
-            acc_rd = (gemm.acc_rd, gemm.const_rd, vec.acc_rd_a, vec.acc_rd_b, vec.acc_rd_c,
-                      store.acc_rd)
+            spad_wr = (gemm.d_wr, rq.spad_wr, vec.spad_wr, load.spad_wr)
+            acc_rd = (gemm.acc_rd, gemm.const_rd, rq.acc_rd, rq.scale_rd, vec.acc_rd_a,
+                      vec.acc_rd_b, vec.acc_rd_c, store.acc_rd)
             acc_wr = (gemm.c_wr, vec.acc_wr, load.acc_wr)
         else:
             spad_rd = (gemm.a_rd, gemm.b_rd, store.spad_rd)
-            spad_wr = (gemm.d_wr, load.spad_wr)
-            acc_rd = (gemm.acc_rd, gemm.const_rd, store.acc_rd)
+            spad_wr = (gemm.d_wr, rq.spad_wr, load.spad_wr)
+            acc_rd = (gemm.acc_rd, gemm.const_rd, rq.acc_rd, rq.scale_rd, store.acc_rd)
             acc_wr = (gemm.c_wr, load.acc_wr)
         m.submodules.spad = spad = scratchpad(c, read_ports=len(spad_rd),
                                               write_ports=len(spad_wr))
@@ -237,6 +239,12 @@ class AcceleratorCore(wiring.Component):
                      "per_channel", "mult", "shift"):
             m.d.comb += getattr(gemm.cmd.payload, name).eq(getattr(g, name))
         const_done = Signal()
+        is_rq = Signal()
+        m.d.comb += [
+            is_rq.eq(opcode == isa.OPCODES["requant"].code),
+            rq.cmd.payload.eq(cp.compute.payload),
+            rq.cmd.valid.eq(cp.compute.valid & is_rq & ~const_done & ~gemm.busy),
+        ]
         is_vec = Signal()
         vec_busy = Signal()
         vec_ready = Signal()
@@ -246,20 +254,23 @@ class AcceleratorCore(wiring.Component):
                 is_vec.eq(Cat(*(opcode == isa.OPCODES[op].code for op in vec.ops)).any()),
                 vec_busy.eq(vec.busy), vec_ready.eq(vec.cmd.ready), vec_done.eq(vec.done),
                 vec.cmd.payload.eq(cp.compute.payload),
-                vec.cmd.valid.eq(cp.compute.valid & is_vec & ~const_done & ~gemm.busy),
+                vec.cmd.valid.eq(cp.compute.valid & is_vec & ~const_done & ~gemm.busy
+                                 & ~rq.busy),
             ]
         m.d.comb += [
-            gemm.cmd.valid.eq(cp.compute.valid & is_gemm & ~const_done & ~vec_busy),
-            cp.compute.ready.eq(~gemm.busy & ~vec_busy & ~const_done
-                                & Mux(is_gemm, gemm.cmd.ready, Mux(is_vec, vec_ready, 1))),
-            cp.compute_done.eq(gemm.done | vec_done | const_done),
+            gemm.cmd.valid.eq(cp.compute.valid & is_gemm & ~const_done & ~vec_busy
+                              & ~rq.busy),
+            cp.compute.ready.eq(~gemm.busy & ~vec_busy & ~rq.busy & ~const_done
+                                & Mux(is_gemm, gemm.cmd.ready,
+                                      Mux(is_vec, vec_ready, Mux(is_rq, rq.cmd.ready, 1)))),
+            cp.compute_done.eq(gemm.done | vec_done | rq.done | const_done),
         ]
         m.d.sync += const_done.eq(0)
         constants = [Signal(32, name=f"const{i}") for i in range(isa.N_CONSTANTS)]
         if has_vec:
             for i, sig in enumerate(constants):
                 m.d.comb += vec.constants[i].eq(sig)
-        with m.If(cp.compute.valid & cp.compute.ready & ~is_gemm & ~is_vec):
+        with m.If(cp.compute.valid & cp.compute.ready & ~is_gemm & ~is_vec & ~is_rq):
             m.d.sync += const_done.eq(1)
             with m.If(opcode == isa.OPCODES["set_const"].code):
                 with m.Switch(cp.compute.payload.set_const.index):

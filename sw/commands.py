@@ -215,8 +215,9 @@ class Checker:
             if f["rows"] == 0:
                 return "zero_length"
             ranges += [("acc", f["src"], 1, 0, f["rows"]),
-                       ("spad", f["dst"], f["rows"], f["dst_stride"], 1),
-                       ("acc", f["scale"], 1, 0, 1)]
+                       ("spad", f["dst"], f["rows"], f["dst_stride"], 1)]
+            if f.get("per_channel"):
+                ranges.append(("acc", f["scale"], 1, 0, 1))
         elif name in ("gelu", "softmax", "layernorm", "residual"):
             if f["rows"] == 0 or f["length"] == 0:
                 return "zero_length"

@@ -232,6 +232,39 @@ class Program:
                                       space="acc")
         stores[0]["pop_prev"] = 1
 
+    def requant(self, acc: Tensor, out: Tensor, *, scale: Tensor | None = None,
+                mult: int = 0, shift: int = 0) -> None:
+        """``out = requantize(acc, ...)``: an INT32 tensor to INT8 with ``requant``
+        commands, one per column tile of ``array_cols`` columns (each tile's rows are
+        consecutive accumulator rows, as the command reads them); ``scale`` and
+        ``mult``/``shift`` as in :meth:`matmul`."""
+        M, N = acc.rows, acc.cols
+        if acc.dtype != np.int32 or out.dtype != np.int8 or (out.rows, out.cols) != (M, N):
+            raise ValueError(f"requant takes an int32 tensor to an int8 one of the same "
+                             f"shape, not {acc} to {out}")
+        C = self.C
+        NT = _ceil_div(N, C)
+        src = self.alloc_acc(M * NT)
+        loads = []
+        for nt in range(NT):
+            tile = Tensor(acc.offset + nt * self.acc_row_bytes, M, min(C, N - nt * C),
+                          np.int32, stride=acc.stride)
+            loads += self.load_tiles(tile, loc=src + nt * M, tile_bytes=self.acc_row_bytes,
+                                     loc_stride=1, space="acc")
+        scale_loc = 0
+        if scale is not None:
+            scale_loc = self.alloc_acc(NT)
+            loads += self.load_tiles(scale, loc=scale_loc, tile_bytes=self.acc_row_bytes,
+                                     loc_stride=NT, space="acc")
+        loads[-1]["push_next"] = 1
+        dst = self.alloc_spad(M * NT)
+        for nt in range(NT):
+            self.emit("requant", src=src + nt * M, dst=dst + nt, dst_stride=NT, rows=M,
+                      scale=scale_loc + nt, per_channel=int(scale is not None), mult=mult,
+                      shift=shift, pop_prev=int(nt == 0), push_next=int(nt == NT - 1))
+        stores = self.store_tiles(out, loc=dst, tile_bytes=C, loc_stride=NT)
+        stores[0]["pop_prev"] = 1
+
     def set_params(self, op: str, params) -> None:
         """``set_const`` every field of a golden parameter object (``GeluParams``...)
         into the constants the manifest names ``<op>.<field>``."""

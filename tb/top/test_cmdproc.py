@@ -230,7 +230,8 @@ class TB:
                          mult=r.getrandbits(16), shift=r.getrandbits(6))
             elif name == "requant":
                 f = dict(src=r.randrange(acc), dst=r.randrange(spad), dst_stride=r.randrange(4),
-                         rows=r.randrange(1, 20), scale=r.randrange(acc))
+                         rows=r.randrange(1, 20), scale=r.randrange(acc),
+                         per_channel=r.randrange(2))
             elif name in ("gelu", "softmax", "layernorm", "residual"):
                 f = dict(src=r.randrange(spad), src_stride=r.randrange(8),
                          src_space=r.randrange(2), src2=r.randrange(spad),

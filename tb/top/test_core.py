@@ -245,9 +245,9 @@ async def run_core(dut):
                      per_channel=False, requant=r.random() < 0.5, b_transposed=True)
         # Malformed streams end with their code, and the next good stream runs.
         prog = Program(tb.man)
-        prog.emit("requant", rows=1)
+        prog.emit("requant", rows=0)
         prog.end()
-        await tb.run(prog, expect="unit_absent")
+        await tb.run(prog, expect="zero_length")
         prog = Program(tb.man)
         prog.emit("load", dram=0x1FFF0, dram_stride=0, row_bytes=64, rows=1, loc=0,
                   loc_stride=0, space=0)
