@@ -301,10 +301,18 @@ PRESETS: dict[str, tuple[Config, str]] = {
         "2x2 array, 32-bit bus; the smallest useful design, for quick tests"),
     "icebreaker": (
         dataclasses.replace(
-            BASE, array_rows=4, array_cols=4, dsp_packing=True, axi_data_width=32,
-            axi_max_burst=8, axi_max_outstanding=2, spad_bytes=8192, acc_bytes=4096,
-            vector_lanes=4, vector_max_row=64, cmd_queue_depth=4, dep_queue_depth=2),
-        "iCE40UP5K (iCEBreaker): 4x4 array on 8 SB_MAC16 in dual 8x8 mode"),
+            BASE, array_rows=2, array_cols=2, dsp_packing=True, axi_data_width=32,
+            axi_id_width=1, axi_max_burst=4, axi_max_outstanding=1, spad_bytes=4096,
+            acc_bytes=4096, vector_lanes=2, vector_max_row=32, has_softmax=False,
+            has_gelu=False, has_layernorm=False, has_residual=False, cmd_queue_depth=2,
+            dep_queue_depth=1),
+        # Measured with `intformer synth --preset icebreaker --target ice40` on the
+        # Accelerator top: the array is 95 LUT and 2 DSP of it; the command processor
+        # (3.6k LUT, 5 DSP), two requantizers (4 DSP each) and the DMA address
+        # generators (2 DSP each) are what does not fit.
+        "iCE40UP5K (iCEBreaker) target: 2x2 array on 2 SB_MAC16 (dual 8x8), no vector "
+        "units; does NOT fit yet: 10.5k LUT, 19 SB_MAC16, 16 of 30 EBR (UP5K has 5280 LUT, "
+        "8 DSP), so no Fmax"),
     "ulx3s": (
         dataclasses.replace(
             BASE, array_rows=16, array_cols=8, spad_bytes=128 * 1024, acc_bytes=64 * 1024,
