@@ -1,0 +1,362 @@
+"""``intformer run``: the digits Vision Transformer on the generated RTL.
+
+Each image is compiled (:func:`intformer.sw.compile.compile_model`) and run through
+the host driver (:class:`intformer.sw.driver.Driver`) on :class:`intformer.hw.simtop.SimTop`,
+the accelerator with its memory inside the design, and every op's output is compared
+bit-exactly with :meth:`IntegerModel.run`.
+
+The driver never talks to the simulator directly. It runs twice per image: first on a
+:class:`ScriptBus` that writes what it does (memory writes, register writes and reads,
+waiting for the interrupt, memory reads) as a script, then, once the simulator has
+run all the scripts, on a :class:`ReplayBus` that answers its reads from the
+simulator's output. Under Verilator the script runs in a small C++ main
+(``gen/sim/simtop_main.cpp``) with no Python per clock; the model is built once per
+configuration and cached under ``build/run``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from .cli import UserError, add_config_args, config_from_args
+
+__all__ = ["add_arguments", "run", "ScriptBus", "ReplayBus", "build_verilator", "run_images",
+           "emit_simtop", "strip_memory_init"]
+
+#: Where the driver places the image (the stream follows it).
+BASE = 0
+#: Cycles to wait for the interrupt of one image.
+IRQ_LIMIT = 5_000_000
+TEMPLATE = Path(__file__).with_name("sim") / "simtop_main.cpp"
+BUILD_ROOT = Path("build") / "run"
+
+
+class ScriptBus:
+    """The driver's bus (:mod:`intformer.sw.driver`), recording a script for
+    ``simtop_main.cpp``; reads return 0 (their answers come from the replay)."""
+
+    def __init__(self):
+        self.lines: list[str] = []
+
+    async def write_reg(self, offset: int, value: int) -> None:
+        self.lines.append(f"W {offset:x} {value & 0xFFFFFFFF:x}")
+
+    async def read_reg(self, offset: int) -> int:
+        self.lines.append(f"R {offset:x}")
+        return 0
+
+    async def write_mem(self, addr: int, data: bytes) -> None:
+        if data:
+            self.lines.append(f"M {addr:x} {bytes(data).hex()}")
+
+    async def read_mem(self, addr: int, length: int) -> bytes:
+        self.lines.append(f"D {addr:x} {length:x}")
+        return bytes(length)
+
+    async def wait_irq(self, timeout: float) -> None:
+        self.lines.append(f"I {int(timeout):x}")
+
+
+class ReplayBus:
+    """The driver's bus answering reads from a simulator's output lines (in order);
+    it checks that the driver asks for the same things it recorded."""
+
+    def __init__(self, answers: list[str]):
+        self.answers = answers
+        self.pos = 0
+        self.irq_cycles = 0
+
+    def _next(self, kind: str) -> list[str]:
+        if self.pos >= len(self.answers):
+            raise RuntimeError(f"simulator output ended; the driver expected {kind!r}")
+        parts = self.answers[self.pos].split()
+        self.pos += 1
+        if parts[0] != kind:
+            raise RuntimeError(f"simulator output has {parts[0]!r} where the driver "
+                               f"expected {kind!r}")
+        return parts
+
+    async def write_reg(self, offset: int, value: int) -> None:
+        pass
+
+    async def write_mem(self, addr: int, data: bytes) -> None:
+        pass
+
+    async def read_reg(self, offset: int) -> int:
+        return int(self._next("R")[1], 16)
+
+    async def read_mem(self, addr: int, length: int) -> bytes:
+        data = bytes.fromhex(self._next("D")[1])
+        if len(data) != length:
+            raise RuntimeError(f"simulator returned {len(data)} bytes, not {length}")
+        return data
+
+    async def wait_irq(self, timeout: float) -> None:
+        _, cycles, timed_out = self._next("I")
+        self.irq_cycles = int(cycles, 16)
+        if int(timed_out):
+            raise TimeoutError(f"no interrupt within {int(timeout)} cycles")
+
+
+def strip_memory_init(text: str) -> str:
+    """Replace Yosys's element-by-element zero initialisation of large memories (one
+    line per word: megabytes of Verilog for the simulation memory) by a loop."""
+    pattern = re.compile(r"  reg \[(\d+):0\] (\S+) \[(\d+):0\];\n  initial begin\n"
+                         r"(?:    \2\[\d+\] = \d+'h0+;\n)+  end\n")
+
+    def loop(m):
+        width, name, top = m[1], m[2], m[3]
+        if int(top) < 1024:
+            return m[0]
+        var = f"{name}_init_i"
+        return (f"  reg [{width}:0] {name} [{top}:0];\n  integer {var};\n"
+                f"  initial for ({var} = 0; {var} <= {top}; {var} = {var} + 1) "
+                f"{name}[{var}] = 0;\n")
+    return pattern.sub(loop, text)
+
+
+def emit_simtop(config, path: Path, *, mem_bytes: int) -> tuple[Path, dict]:
+    """Write ``<path>/simtop.v`` and ``<path>/manifest.json`` for :class:`SimTop`;
+    return the Verilog path and the manifest."""
+    from amaranth.back import verilog
+
+    from ..hw.axi import FlatPorts
+    from ..hw.simtop import SimTop
+    from .emit import manifest
+    top = FlatPorts(SimTop(config, mem_bytes=mem_bytes), flatten=("s_axil",))
+    man = manifest(config, top)
+    path.mkdir(parents=True, exist_ok=True)
+    text = verilog.convert(top, name="top", emit_src=False, strip_internal_attrs=True)
+    source = path / "simtop.v"
+    source.write_text(strip_memory_init(text))
+    (path / "manifest.json").write_text(json.dumps(man, indent=1))
+    return source, man
+
+
+def _build_key(config, mem_bytes: int) -> str:
+    """A hash of everything the simulator binary depends on."""
+    h = hashlib.sha256()
+    h.update(repr(config).encode())
+    h.update(str(mem_bytes).encode())
+    hw = Path(__file__).resolve().parents[1] / "hw"
+    for f in sorted(hw.glob("*.py")):
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    h.update(TEMPLATE.read_bytes())
+    h.update(Path(__file__).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def build_verilator(config, *, mem_bytes: int, root: Path = BUILD_ROOT,
+                    log=None) -> tuple[Path, dict, float]:
+    """Build (or reuse) the Verilator model of :class:`SimTop` for ``config``; return
+    the binary, the manifest and the build time in seconds (0 when reused).
+
+    Raises
+    ------
+    UserError
+        If ``verilator`` is not installed or the build fails.
+    """
+    from .lint import VERILATOR_WAIVERS
+    exe = shutil.which("verilator")
+    if exe is None:
+        raise UserError("verilator not found on PATH; install Verilator 5 (or use "
+                        "--sim icarus)")
+    path = root / _build_key(config, mem_bytes)
+    binary = path / "obj" / "Vsim"
+    man_file = path / "manifest.json"
+    if binary.exists() and man_file.exists():
+        return binary, json.loads(man_file.read_text()), 0.0
+    t0 = time.monotonic()
+    if log:
+        log(f"building the Verilator model in {path} (once per configuration)")
+    source, man = emit_simtop(config, path, mem_bytes=mem_bytes)
+    main = path / "simtop_main.cpp"
+    shutil.copyfile(TEMPLATE, main)
+    beat = config.axi_data_width // 8
+    cmd = [exe, "--cc", "--exe", "--build", "-j", "2", "-Wno-fatal", *VERILATOR_WAIVERS,
+           "-O3", "--x-assign", "fast", "--x-initial", "fast", "--top-module", "top",
+           "-Mdir", str(path / "obj"), "-o", "Vsim", "-CFLAGS", f"-DBEAT_BYTES={beat}",
+           "-MAKEFLAGS", "OPT_FAST=-O2 OPT_SLOW=-O1", str(source.resolve()),
+           str(main.resolve())]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    (path / "build.log").write_text(proc.stdout + proc.stderr)
+    if proc.returncode or not binary.exists():
+        raise UserError(f"Verilator build failed; see {path / 'build.log'}")
+    return binary, man, time.monotonic() - t0
+
+
+def _drive(manifest: dict, bus, image: bytes, stream: bytes):
+    from ..sw.driver import Driver
+    drv = Driver(manifest, bus, base=BASE)
+    return asyncio.run(drv.run(image, stream, command_bytes=manifest["commands"]["bytes"],
+                               timeout=IRQ_LIMIT, check=False))
+
+
+def run_images(binary: Path, manifest: dict, jobs: list, *, work: Path) -> tuple[list, dict]:
+    """Run ``jobs`` (``(image, stream)`` byte pairs) in one simulator process; return
+    a :class:`~intformer.sw.driver.RunResult` per job (``irq_cycles`` added as an
+    attribute) and ``{"cycles", "seconds"}`` of the whole run."""
+    script = []
+    for image, stream in jobs:
+        bus = ScriptBus()
+        _drive(manifest, bus, image, stream)
+        script += bus.lines
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "script.txt").write_text("\n".join(script) + "\n")
+    out = work / "output.txt"
+    proc = subprocess.run([str(binary), str(work / "script.txt"), str(out)],
+                          capture_output=True, text=True)
+    if proc.returncode:
+        raise UserError(f"simulator failed (status {proc.returncode}): "
+                        f"{(proc.stderr or proc.stdout).strip()[:300]}")
+    answers = out.read_text().split("\n")
+    answers = [a for a in answers if a]
+    total = answers.pop()
+    _, cycles, seconds = total.split()
+    bus = ReplayBus(answers)
+    results = []
+    for image, stream in jobs:
+        res = _drive(manifest, bus, image, stream)
+        res.irq_cycles = bus.irq_cycles
+        results.append(res)
+    return results, {"cycles": int(cycles, 16), "seconds": float(seconds)}
+
+
+def _unused(obj, seen=None) -> None:
+    """Mark a component built only for its manifest, and its parts, as deliberately
+    not elaborated (no UnusedElaboratable warnings)."""
+    from amaranth.hdl import Elaboratable
+    seen = set() if seen is None else seen
+    if not isinstance(obj, Elaboratable) or id(obj) in seen:
+        return
+    seen.add(id(obj))
+    obj._MustUse__silence = True
+    for value in vars(obj).values():
+        _unused(value, seen)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_args(parser)
+    parser.add_argument("--images", type=int, default=10, help="test images to run (default 10)")
+    parser.add_argument("--sim", choices=("verilator", "icarus"), default="verilator",
+                        help="simulator (default verilator)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def _mem_bytes(need: int) -> int:
+    size = 1 << 16
+    while size < need:
+        size *= 2
+    return size
+
+
+def run(args) -> int:
+    import numpy as np
+
+    from ..hw.axi import FlatPorts
+    from ..hw.simtop import SimTop
+    from ..sw.compile import compile_model
+    from ..sw.model.evaluate import load_digits_model
+    from ..sw.model.vit import digits_split, patchify
+    from .emit import manifest as make_manifest
+
+    config = config_from_args(args)
+    if args.images < 1:
+        raise UserError(f"--images must be at least 1, not {args.images}")
+    if args.sim == "icarus":
+        raise UserError("intformer run supports --sim verilator only so far")
+    cfg, _, _, model = load_digits_model()
+    _, x_test, _, y_test = digits_split()
+    if args.images > len(x_test):
+        raise UserError(f"--images must be at most {len(x_test)} (the test split), not "
+                        f"{args.images}")
+    # The manifest needs only the component, not its Verilog: compile first to size
+    # the memory.
+    top = FlatPorts(SimTop(config), flatten=("s_axil",))
+    man = make_manifest(config, top)
+    _unused(top)
+    xs = [model.quantize_input(patchify(x_test[k:k + 1] / 16.0, cfg.patch))
+          for k in range(args.images)]
+    progs = [compile_model(man, model, x[0]) for x in xs]
+    need = max(-(-len(p.image) // 64) * 64 + len(p.assemble()) for p, _ in progs)
+    mem_bytes = _mem_bytes(BASE + need)
+    log = None if args.json else print
+    binary, man, build_s = build_verilator(config, mem_bytes=mem_bytes, log=log)
+    jobs = [(p.image, p.assemble()) for p, _ in progs]
+    results, sim = run_images(binary, man, jobs, work=binary.parent.parent / "work")
+
+    rows, cols = man["config"]["array_rows"], man["config"]["array_cols"]
+    per_image = []
+    totals = {"cycles": 0, "gemm_busy": 0, "vector_busy": 0, "gemm_rows": 0}
+    for k, (x, (prog, tensors), res) in enumerate(zip(xs, progs, results, strict=True)):
+        env = model.run(x)
+        mismatched = []
+        if res.error != "none":
+            mismatched.append(f"error {res.error} at command {res.error_index}")
+        else:
+            for op in model.ops:
+                if not np.array_equal(prog.read(res.image, tensors[op.output]),
+                                      env[op.output][0]):
+                    mismatched.append(op.output)
+        got = prog.read(res.image, tensors[model.output]).reshape(-1)
+        c = res.counters
+        per_image.append({
+            "index": k, "label": int(y_test[k]),
+            "predicted": int(np.argmax(got)),
+            "golden": int(np.argmax(env[model.output][0].reshape(-1))),
+            "bit_exact": not mismatched, "mismatched": mismatched[:5],
+            "cycles": c["cycles_busy"], "irq_cycles": res.irq_cycles,
+        })
+        totals["cycles"] += c["cycles_busy"]
+        totals["gemm_busy"] += c["gemm_busy"]
+        totals["vector_busy"] += c["vector_busy"]
+        totals["gemm_rows"] += c["gemm_rows"]
+    n = len(per_image)
+    cyc = totals["cycles"]
+    report = {
+        "config": args.config and str(args.config) or (args.preset or "default"),
+        "array": f"{rows}x{cols}", "macs_per_cycle": rows * cols, "images": n,
+        "bit_exact": sum(r["bit_exact"] for r in per_image),
+        "accuracy": sum(r["predicted"] == r["label"] for r in per_image) / n,
+        "golden_accuracy": sum(r["golden"] == r["label"] for r in per_image) / n,
+        "cycles_per_image": cyc / n,
+        "mac_utilization": totals["gemm_rows"] / cyc if cyc else 0.0,
+        "gemm_phase_utilization": (totals["gemm_rows"] / totals["gemm_busy"]
+                                   if totals["gemm_busy"] else 0.0),
+        "phases": {
+            "gemm_busy": totals["gemm_busy"] / cyc if cyc else 0.0,
+            "vector_busy": totals["vector_busy"] / cyc if cyc else 0.0,
+            "dma_other": (cyc - totals["gemm_busy"] - totals["vector_busy"]) / cyc
+            if cyc else 0.0,
+        },
+        "sim": "verilator", "sim_cycles": sim["cycles"], "sim_seconds": sim["seconds"],
+        "sim_cycles_per_second": sim["cycles"] / sim["seconds"] if sim["seconds"] else 0.0,
+        "build_seconds": round(build_s, 1),
+        "per_image": per_image,
+    }
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        p = report["phases"]
+        print(f"{n} images on {report['array']} ({report['macs_per_cycle']} MACs/cycle), "
+              f"Verilator")
+        print(f"bit-exact           {report['bit_exact']}/{n}")
+        print(f"accuracy            {report['accuracy']:.3f} (integer golden "
+              f"{report['golden_accuracy']:.3f})")
+        print(f"cycles per image    {report['cycles_per_image']:.0f}")
+        print(f"MAC utilization     {report['mac_utilization']:.3f} (GEMM phases "
+              f"{report['gemm_phase_utilization']:.3f})")
+        print(f"time per phase      GEMM {p['gemm_busy']:.3f}, vector {p['vector_busy']:.3f}, "
+              f"DMA/other {p['dma_other']:.3f}")
+        print(f"simulation          {report['sim_cycles']} cycles in "
+              f"{report['sim_seconds']:.2f} s = {report['sim_cycles_per_second']:.0f} cycles/s")
+    return 0 if report["bit_exact"] == n else 1

@@ -1,0 +1,56 @@
+"""``intformer run``: the digits ViT on the Verilator model of SimTop, through the CLI.
+
+The Verilator build of the default accelerator takes minutes (it is cached under
+``build/run`` per configuration and source), so the full run is marked slow; the
+argument errors run everywhere.
+"""
+
+import json
+import shutil
+
+import pytest
+
+from intformer.gen.cli import main
+
+
+def test_run_errors(capsys):
+    assert main(["run", "--images", "0"]) == 2
+    assert "--images must be at least 1, not 0" in capsys.readouterr().err
+    assert main(["run", "--set", "array_rows=0"]) == 2
+    assert capsys.readouterr().err.startswith("intformer: error: ")
+    assert main(["run", "--images", "100000"]) == 2
+    assert "--images must be at most" in capsys.readouterr().err
+
+
+def test_run_no_verilator(capsys, monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert main(["run", "--images", "1"]) == 2
+    assert "verilator not found on PATH" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_run_default(capsys):
+    if shutil.which("verilator") is None:
+        pytest.skip("verilator not installed")
+    status = main(["run", "--images", "2", "--json"])
+    out = capsys.readouterr().out
+    report = json.loads(out)
+    assert status == 0, report
+    assert report["images"] == 2 and report["bit_exact"] == 2
+    rows = report["per_image"]
+    assert all(r["bit_exact"] and not r["mismatched"] for r in rows)
+    # Accuracies are counted from the per-image predictions; the hardware's prediction
+    # is the golden one when bit-exact.
+    assert all(r["predicted"] == r["golden"] for r in rows)
+    assert report["accuracy"] == sum(r["predicted"] == r["label"] for r in rows) / 2
+    assert report["golden_accuracy"] == report["accuracy"]
+    cycles = sum(r["cycles"] for r in rows)
+    assert report["cycles_per_image"] == cycles / 2
+    # Between start and the interrupt the counter counts every busy cycle.
+    assert all(0 < r["cycles"] <= r["irq_cycles"] + 2 for r in rows)
+    assert 0 < report["mac_utilization"] <= report["gemm_phase_utilization"] <= 1
+    p = report["phases"]
+    assert abs(p["gemm_busy"] + p["vector_busy"] + p["dma_other"] - 1) < 1e-9
+    assert all(v >= 0 for v in p.values())
+    assert report["sim_cycles"] >= cycles
+    assert report["sim_cycles_per_second"] > 0
