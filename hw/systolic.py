@@ -90,9 +90,11 @@ class SystolicArray(wiring.Component):
         mode (:func:`intformer.hw.ice40.dual_mul8x8`): PEs are paired in
         column-major order, a leftover PE uses a DSP of its own, so the array needs
         ``ceil(rows * cols / 2)`` DSPs instead of ``rows * cols``. The design then
-        instantiates an iCE40 primitive: it synthesizes for iCE40 only and simulates
-        with the model :func:`intformer.hw.ice40.sim_models` provides. Same timing
-        and results as without packing.
+        instantiates an iCE40 primitive: it synthesizes for iCE40 only (elaborating
+        for another Amaranth platform raises ``ValueError``; without a platform, as
+        for plain Verilog, it is allowed) and simulates with the model
+        :func:`intformer.hw.ice40.sim_models` provides. Same timing and results as
+        without packing.
 
     Members
     -------
@@ -177,6 +179,11 @@ class SystolicArray(wiring.Component):
         return self._rows
 
     def elaborate(self, platform) -> Module:
+        if self._packing and platform is not None:
+            from amaranth.vendor import SiliconBluePlatform
+            if not isinstance(platform, SiliconBluePlatform):
+                raise ValueError(f"Systolic array dsp_packing needs an iCE40 (SiliconBlue) "
+                                 f"platform for its SB_MAC16, not {type(platform).__name__}")
         m = Module()
         R, C, ow, aw = self._rows, self._cols, self._ow, self._aw
 

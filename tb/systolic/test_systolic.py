@@ -177,3 +177,18 @@ def test_packing_structure(rows, cols):
     assert ".MODE_8x8(1'h1)" in text and ".TOPOUTPUT_SELECT(2'h2)" in text
     assert " * " not in text
     assert " * " in verilog.convert(plain, name="top", emit_src=False)
+
+
+def test_packing_needs_ice40_platform():
+    from amaranth.hdl import Fragment
+    from amaranth_boards.icebreaker import ICEBreakerPlatform
+    from amaranth_boards.ulx3s import ULX3S_85F_Platform
+
+    from intformer.hw.systolic import SystolicArray
+
+    Fragment.get(SystolicArray(2, 2, dsp_packing=True), ICEBreakerPlatform())
+    Fragment.get(SystolicArray(2, 2), ULX3S_85F_Platform())
+    with pytest.raises(ValueError, match="Systolic array dsp_packing needs an iCE40 "
+                                         "\\(SiliconBlue\\) platform for its SB_MAC16, "
+                                         "not ULX3S_85F_Platform"):
+        Fragment.get(SystolicArray(2, 2, dsp_packing=True), ULX3S_85F_Platform())
