@@ -1,5 +1,5 @@
 # intformer: the two commands a newcomer needs.
-#   make demo   set up, generate the default accelerator and run the main job
+#   make demo   set up, generate the default accelerator and run the digits ViT on it
 #   make test   set up, run the whole test suite on Icarus and Verilator
 
 PYTHON ?= python3
@@ -22,6 +22,7 @@ setup: $(STAMP)
 demo: setup
 	$(VENV)/bin/intformer presets
 	$(VENV)/bin/intformer generate --preset default --out build/demo
+	$(VENV)/bin/intformer run --preset default --images 5
 
 test: setup
 	$(PY) -m pytest -n $(JOBS) -m "not slow" tb
