@@ -37,6 +37,13 @@ def port_list(component: wiring.Component) -> list[dict]:
     return ports
 
 
+def component_name(component: wiring.Component) -> str:
+    """The class name of the design behind any port-renaming wrappers."""
+    while hasattr(component, "inner"):
+        component = component.inner
+    return type(component).__name__
+
+
 def manifest(config: Config, component: wiring.Component | None = None) -> dict:
     """The facts drivers, compilers and testbenches read about a generated design."""
     component = component if component is not None else top_component(config)
@@ -47,7 +54,7 @@ def manifest(config: Config, component: wiring.Component | None = None) -> dict:
     out = {
         "manifest_version": MANIFEST_VERSION,
         "generator": "intformer",
-        "top": {"module": TOP_NAME, "component": type(component).__name__,
+        "top": {"module": TOP_NAME, "component": component_name(component),
                 "ports": port_list(component)},
         "config": config.to_dict(),
         "groups": params,

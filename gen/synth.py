@@ -261,6 +261,7 @@ def _preset_name(args) -> str:
 
 def synthesize(args, progress: _Progress) -> dict:
     """Run the flow ``args`` describes; return the figures (see ``--json``)."""
+    from .emit import component_name as emitted_name
     from .emit import generate, port_list
     from .top import BLOCKS, TOP_NAME, block_component
 
@@ -295,7 +296,7 @@ def synthesize(args, progress: _Progress) -> dict:
         module = f"intformer_{args.block}"
         progress.line(f"generate {module} into {out}")
         component = block_component(args.block, config)
-        component_name, ports = type(component).__name__, port_list(component)
+        component_name, ports = emitted_name(component), port_list(component)
         source = out / f"{module}.v"
         source.write_text(verilog.convert(component, name=module, emit_src=False,
                                           strip_internal_attrs=True))

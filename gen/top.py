@@ -1,7 +1,8 @@
-"""Which component ``intformer generate`` emits for a configuration.
+"""Which component ``intformer generate`` emits for a configuration, and the blocks
+``intformer synth --block`` can build alone.
 
-Until the full accelerator top exists, this is the largest integrated block;
-the command keeps working as blocks land.
+The top is the whole accelerator (:class:`intformer.hw.top.Accelerator`) with its
+bus ports under their conventional names (``m_axi_awaddr``, ``s_axil_wdata``, ...).
 """
 
 from __future__ import annotations
@@ -19,9 +20,15 @@ TOP_NAME = "intformer_top"
 
 
 def top_component(config: Config) -> wiring.Component:
-    """The top-level component for ``config``."""
+    """The top-level component for ``config``: the accelerator with flat AXI port names."""
+    from intformer.hw.axi import FlatPorts
+    from intformer.hw.top import Accelerator
+    return FlatPorts(Accelerator(config), flatten=("m_axi", "s_axil"))
+
+
+def _gemm_unit(c: Config) -> wiring.Component:
     from intformer.hw.gemm import GemmUnit
-    return GemmUnit(config)
+    return GemmUnit(c)
 
 
 def _gemm_engine(c: Config) -> wiring.Component:
@@ -64,6 +71,7 @@ def _residual(c: Config) -> wiring.Component:
 #: name -> (factory, one-line description). Add a block here when it lands.
 BLOCKS: dict[str, tuple[Callable[[Config], wiring.Component], str]] = {
     "top": (top_component, "what `intformer generate` emits"),
+    "gemm_unit": (_gemm_unit, "GEMM engine with its own banked memories"),
     "gemm_engine": (_gemm_engine, "GEMM engine without its memories"),
     "systolic": (_systolic, "the systolic array alone"),
     "requant": (_requant, "the requantizer (array_cols lanes)"),

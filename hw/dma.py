@@ -735,7 +735,10 @@ class DMAWriter(_Engine):
         for lane in range(B):
             keep = Const(1)
             if lb:
-                keep = (~first | (rec.lo <= lane)) & (~last | (rec.hi > lane))
+                # The top lane is never below the first byte (lo < B): no comparison, which
+                # Verilator would flag as constant (CMPCONST).
+                after_lo = (rec.lo <= lane) if lane < B - 1 else Const(1)
+                keep = (~first | after_lo) & (~last | (rec.hi > lane))
             m.d.comb += strb[lane].eq(keep & ~masked)
         cur = Mux(no_input, 0, i.payload)
         joined = (Cat(prev, cur) << (rec.shift * 8))[W:2 * W]
