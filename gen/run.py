@@ -131,7 +131,8 @@ def emit_simtop(config, path: Path, *, mem_bytes: int) -> tuple[Path, dict]:
     from ..hw.axi import FlatPorts
     from ..hw.simtop import SimTop
     from .emit import manifest
-    top = FlatPorts(SimTop(config, mem_bytes=mem_bytes), flatten=("s_axil",))
+    top = FlatPorts(SimTop(config, mem_bytes=mem_bytes, power_on_reset=True),
+                    flatten=("s_axil",))
     man = manifest(config, top)
     path.mkdir(parents=True, exist_ok=True)
     text = verilog.convert(top, name="top", emit_src=False, strip_internal_attrs=True)

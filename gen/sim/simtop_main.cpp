@@ -172,12 +172,10 @@ int main(int argc, char** argv) {
     }
     top = new Vtop;
     auto t0 = std::chrono::steady_clock::now();
+    // SimTop(power_on_reset=True) resets itself in its first cycles.
     top->clk = 0;
-    top->rst = 1;
     top->eval();
-    for (int i = 0; i < 4; i++) step();
-    top->rst = 0;
-    top->eval();
+    for (int i = 0; i < 8; i++) step();
     for (const std::string& line : lines) {
         std::istringstream ss(line);
         std::string op, a, b;
