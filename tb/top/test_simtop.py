@@ -10,71 +10,15 @@ results are compared with the golden GEMM and requantization.
 import cocotb
 import numpy as np
 import pytest
-from cocotb.triggers import FallingEdge, RisingEdge
 from cocotbext.axi import AxiLiteBus, AxiLiteMaster
 
 from intformer.gen.sim.drivers import reset, rng, start_clock
 from intformer.gen.sim.payload import load_ports
+from intformer.gen.sim.simtop_script import BackdoorBus, idle_inputs
 from intformer.sw.compile import Program
 from intformer.sw.driver import Driver
 from intformer.sw.golden.gemm import gemm
 from intformer.sw.golden.requant import requantize
-
-
-class BackdoorBus:
-    """The driver's bus (:mod:`intformer.sw.driver`) on SimTop: registers through an
-    AxiLiteMaster, memory through the backdoor port (inputs driven on falling edges)."""
-
-    def __init__(self, dut, lite, beat: int):
-        self.dut, self.lite, self.beat = dut, lite, beat
-
-    async def read_reg(self, offset):
-        return int.from_bytes((await self.lite.read(offset, 4)).data, "little")
-
-    async def write_reg(self, offset, value):
-        await self.lite.write(offset, int(value).to_bytes(4, "little"))
-
-    async def _read_beat(self, index):
-        await FallingEdge(self.dut.clk)
-        self.dut.bd_addr.value = index
-        await RisingEdge(self.dut.clk)
-        await FallingEdge(self.dut.clk)
-        return int(self.dut.bd_rdata.value).to_bytes(self.beat, "little")
-
-    async def _write_beat(self, index, data):
-        await FallingEdge(self.dut.clk)
-        self.dut.bd_addr.value = index
-        self.dut.bd_wdata.value = int.from_bytes(data, "little")
-        self.dut.bd_we.value = 1
-        await FallingEdge(self.dut.clk)
-        self.dut.bd_we.value = 0
-
-    async def write_mem(self, addr, data):
-        done = 0
-        while done < len(data):
-            a = addr + done
-            off = a % self.beat
-            n = min(self.beat - off, len(data) - done)
-            word = bytearray(await self._read_beat(a // self.beat) if n < self.beat
-                             else bytes(self.beat))
-            word[off:off + n] = data[done:done + n]
-            await self._write_beat(a // self.beat, bytes(word))
-            done += n
-
-    async def read_mem(self, addr, length):
-        out = bytearray()
-        while len(out) < length:
-            a = addr + len(out)
-            word = await self._read_beat(a // self.beat)
-            out += word[a % self.beat:][:length - len(out)]
-        return bytes(out)
-
-    async def wait_irq(self, timeout):
-        for _ in range(int(timeout)):
-            if int(self.dut.irq.value):
-                return
-            await RisingEdge(self.dut.clk)
-        raise TimeoutError("no interrupt")
 
 
 @cocotb.test()
@@ -85,9 +29,7 @@ async def run_program(dut):
     r = rng()
     nr = np.random.default_rng(r.getrandbits(32))
     start_clock(dut.clk)
-    dut.bd_we.value = 0
-    dut.bd_addr.value = 0
-    dut.bd_wdata.value = 0
+    idle_inputs(dut)
     lite = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
     await reset(dut)
     bus = BackdoorBus(dut, lite, beat)
