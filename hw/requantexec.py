@@ -71,6 +71,8 @@ class RequantExecutor(wiring.Component):
                              f"({config.requant_mult_width}) + {SHIFT_WIDTH} shift bits to "
                              f"fit an accumulator lane of {config.acc_width} bits")
         self._config = c = config
+        self._rq = Requantizer(c.array_cols, acc_width=c.acc_width,
+                               mult_width=c.requant_mult_width)
         spad = dict(addr_width=_aw(c.spad_rows), width=c.spad_row_bytes * 8)
         acc = dict(addr_width=_aw(c.acc_rows), width=c.acc_row_bytes * 8)
         super().__init__({
@@ -85,13 +87,13 @@ class RequantExecutor(wiring.Component):
     def latency(self) -> int:
         """Cycles from a granted accumulator read to its scratchpad write request,
         without stalls: the read, the input buffer and the requantizer."""
-        return 1 + 1 + Requantizer(1).latency
+        return 1 + 1 + self._rq.latency
 
     def elaborate(self, platform) -> Module:
         m = Module()
         c = self._config
         lanes, aw, mw = c.array_cols, c.acc_width, c.requant_mult_width
-        m.submodules.rq = rq = Requantizer(lanes, acc_width=aw, mult_width=mw)
+        m.submodules.rq = rq = self._rq
 
         v = self.cmd.payload.requant
         src = Signal(17)
