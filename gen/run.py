@@ -29,7 +29,7 @@ from pathlib import Path
 from .cli import UserError, add_config_args, config_from_args
 
 __all__ = ["add_arguments", "run", "ScriptBus", "ReplayBus", "build_verilator", "run_images",
-           "emit_simtop", "strip_memory_init"]
+           "run_images_icarus", "record", "replay", "emit_simtop", "strip_memory_init"]
 
 #: Where the driver places the image (the stream follows it).
 BASE = 0
@@ -151,8 +151,9 @@ def _build_key(config, mem_bytes: int) -> str:
     for f in sorted(hw.glob("*.py")):
         h.update(f.name.encode())
         h.update(f.read_bytes())
-    h.update(TEMPLATE.read_bytes())
-    h.update(Path(__file__).read_bytes())
+    # The template, this module and the manifest's maker.
+    for f in (TEMPLATE, Path(__file__), Path(__file__).with_name("emit.py")):
+        h.update(f.read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -202,27 +203,24 @@ def _drive(manifest: dict, bus, image: bytes, stream: bytes):
                                timeout=IRQ_LIMIT, check=False))
 
 
-def run_images(binary: Path, manifest: dict, jobs: list, *, work: Path) -> tuple[list, dict]:
-    """Run ``jobs`` (``(image, stream)`` byte pairs) in one simulator process; return
-    a :class:`~intformer.sw.driver.RunResult` per job (``irq_cycles`` added as an
-    attribute) and ``{"cycles", "seconds"}`` of the whole run."""
+def record(manifest: dict, jobs: list) -> list[str]:
+    """The script of the driver's accesses for ``jobs`` (``(image, stream)`` pairs)."""
     script = []
     for image, stream in jobs:
         bus = ScriptBus()
         _drive(manifest, bus, image, stream)
         script += bus.lines
-    work.mkdir(parents=True, exist_ok=True)
-    (work / "script.txt").write_text("\n".join(script) + "\n")
-    out = work / "output.txt"
-    proc = subprocess.run([str(binary), str(work / "script.txt"), str(out)],
-                          capture_output=True, text=True)
-    if proc.returncode:
-        raise UserError(f"simulator failed (status {proc.returncode}): "
-                        f"{(proc.stderr or proc.stdout).strip()[:300]}")
-    answers = out.read_text().split("\n")
-    answers = [a for a in answers if a]
-    total = answers.pop()
-    _, cycles, seconds = total.split()
+    return script
+
+
+def replay(manifest: dict, jobs: list, output: str) -> tuple[list, dict]:
+    """The driver's results for ``jobs`` from a simulator's ``output``: a
+    :class:`~intformer.sw.driver.RunResult` per job (``irq_cycles`` added) and
+    ``{"cycles", "seconds"}`` of the whole simulation."""
+    answers = [a for a in output.split("\n") if a]
+    if not answers or not answers[-1].startswith("T "):
+        raise UserError("simulator output is incomplete")
+    _, cycles, seconds = answers.pop().split()
     bus = ReplayBus(answers)
     results = []
     for image, stream in jobs:
@@ -230,6 +228,55 @@ def run_images(binary: Path, manifest: dict, jobs: list, *, work: Path) -> tuple
         res.irq_cycles = bus.irq_cycles
         results.append(res)
     return results, {"cycles": int(cycles, 16), "seconds": float(seconds)}
+
+
+def run_images(binary: Path, manifest: dict, jobs: list, *, work: Path) -> tuple[list, dict]:
+    """Run ``jobs`` (``(image, stream)`` byte pairs) in one process of the Verilator
+    model ``binary``; return as :func:`replay`."""
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "script.txt").write_text("\n".join(record(manifest, jobs)) + "\n")
+    out = work / "output.txt"
+    proc = subprocess.run([str(binary), str(work / "script.txt"), str(out)],
+                          capture_output=True, text=True)
+    if proc.returncode:
+        raise UserError(f"simulator failed (status {proc.returncode}): "
+                        f"{(proc.stderr or proc.stdout).strip()[:300]}")
+    return replay(manifest, jobs, out.read_text())
+
+
+def run_images_icarus(config, jobs: list, *, mem_bytes: int,
+                      root: Path = BUILD_ROOT) -> tuple[list, dict, dict]:
+    """Run ``jobs`` on Icarus through cocotb (:mod:`intformer.gen.sim.simtop_script`);
+    return the results and figures as :func:`replay`, and the manifest."""
+    import sys
+
+    from .sim import harness
+    if shutil.which("iverilog") is None:
+        raise UserError("iverilog not found on PATH; install Icarus Verilog (or use "
+                        "--sim verilator)")
+    # Icarus needs Yosys's `always @*` blocks kicked at time 0 (tb/top/icarus.py).
+    if (harness.REPO / "tb").is_dir() and str(harness.REPO) not in sys.path:
+        sys.path.insert(0, str(harness.REPO))
+    try:
+        from tb.top.icarus import kick_comb_blocks
+    except ImportError as e:
+        raise UserError("--sim icarus needs the intformer repository's tb/ folder") from e
+    path = harness.build_dir("icarus", root.resolve())
+    source, man = emit_simtop(config, path, mem_bytes=mem_bytes)
+    kick_comb_blocks(source)
+    (path / "script.txt").write_text("\n".join(record(man, jobs)) + "\n")
+    out = path / "output.txt"
+    params = {"script": str((path / "script.txt").resolve()), "output": str(out.resolve()),
+              "beat": config.axi_data_width // 8}
+    (path / "ports.json").write_text(json.dumps({"toplevel": "top", "ports": {},
+                                                 "params": params}))
+    try:
+        harness.run(sim="icarus", sources=[source], toplevel="top",
+                    test_module="intformer.gen.sim.simtop_script", path=path)
+    except AssertionError as e:
+        raise UserError(f"Icarus simulation failed; see {path}") from e
+    results, sim = replay(man, jobs, out.read_text())
+    return results, sim, man
 
 
 def _unused(obj, seen=None) -> None:
@@ -273,8 +320,6 @@ def run(args) -> int:
     config = config_from_args(args)
     if args.images < 1:
         raise UserError(f"--images must be at least 1, not {args.images}")
-    if args.sim == "icarus":
-        raise UserError("intformer run supports --sim verilator only so far")
     cfg, _, _, model = load_digits_model()
     _, x_test, _, y_test = digits_split()
     if args.images > len(x_test):
@@ -291,9 +336,14 @@ def run(args) -> int:
     need = max(-(-len(p.image) // 64) * 64 + len(p.assemble()) for p, _ in progs)
     mem_bytes = _mem_bytes(BASE + need)
     log = None if args.json else print
-    binary, man, build_s = build_verilator(config, mem_bytes=mem_bytes, log=log)
     jobs = [(p.image, p.assemble()) for p, _ in progs]
-    results, sim = run_images(binary, man, jobs, work=binary.parent.parent / "work")
+    if args.sim == "verilator":
+        binary, man, build_s = build_verilator(config, mem_bytes=mem_bytes, log=log)
+        results, sim = run_images(binary, man, jobs, work=binary.parent.parent / "work")
+    else:
+        t0 = time.monotonic()
+        results, sim, man = run_images_icarus(config, jobs, mem_bytes=mem_bytes)
+        build_s = time.monotonic() - t0 - sim["seconds"]
 
     rows, cols = man["config"]["array_rows"], man["config"]["array_cols"]
     per_image = []
@@ -339,7 +389,7 @@ def run(args) -> int:
             "dma_other": (cyc - totals["gemm_busy"] - totals["vector_busy"]) / cyc
             if cyc else 0.0,
         },
-        "sim": "verilator", "sim_cycles": sim["cycles"], "sim_seconds": sim["seconds"],
+        "sim": args.sim, "sim_cycles": sim["cycles"], "sim_seconds": sim["seconds"],
         "sim_cycles_per_second": sim["cycles"] / sim["seconds"] if sim["seconds"] else 0.0,
         "build_seconds": round(build_s, 1),
         "per_image": per_image,
@@ -349,7 +399,7 @@ def run(args) -> int:
     else:
         p = report["phases"]
         print(f"{n} images on {report['array']} ({report['macs_per_cycle']} MACs/cycle), "
-              f"Verilator")
+              f"{args.sim}")
         print(f"bit-exact           {report['bit_exact']}/{n}")
         print(f"accuracy            {report['accuracy']:.3f} (integer golden "
               f"{report['golden_accuracy']:.3f})")

@@ -93,9 +93,10 @@ async def run_script(dut):
     params = load_ports()["params"]
     start_clock(dut.clk)
     idle_inputs(dut)
-    lite = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk)
-    # SimTop(power_on_reset=True) resets itself in its first cycles.
+    # SimTop(power_on_reset=True) resets itself in its first cycles; the AXI4-Lite
+    # master starts after them (it has no reset to watch, and outputs are X before).
     await ClockCycles(dut.clk, 8)
+    lite = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk)
     bus = BackdoorBus(dut, lite, params["beat"])
     t0 = time.monotonic()
     start = get_sim_time("ns")
