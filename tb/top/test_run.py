@@ -62,7 +62,7 @@ def test_run_default(capsys):
 
 @pytest.mark.slow
 def test_run_icarus(capsys):
-    """The Icarus path (about 2 minutes for one image: 1,600 cycles/s)."""
+    """The Icarus path (about a minute for one image: 1,600 cycles/s)."""
     if shutil.which("iverilog") is None:
         pytest.skip("iverilog not installed")
     status = main(["run", "--images", "1", "--sim", "icarus", "--json"])
