@@ -223,8 +223,12 @@ def replay(manifest: dict, jobs: list, output: str) -> tuple[list, dict]:
     _, cycles, seconds = answers.pop().split()
     bus = ReplayBus(answers)
     results = []
-    for image, stream in jobs:
-        res = _drive(manifest, bus, image, stream)
+    for k, (image, stream) in enumerate(jobs):
+        try:
+            res = _drive(manifest, bus, image, stream)
+        except TimeoutError as e:
+            # The accelerator hung: later images would start on a busy accelerator.
+            raise UserError(f"image {k}: {e}") from e
         res.irq_cycles = bus.irq_cycles
         results.append(res)
     return results, {"cycles": int(cycles, 16), "seconds": float(seconds)}

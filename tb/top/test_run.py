@@ -70,3 +70,19 @@ def test_run_icarus(capsys):
     assert status == 0, report
     assert report["sim"] == "icarus"
     check_report(report, 1)
+
+
+def test_replay_timeout():
+    """An image whose interrupt never came is a one-line error, not a traceback."""
+    from intformer.gen.cli import UserError
+    from intformer.gen.emit import manifest
+    from intformer.gen.run import _unused, replay
+    from intformer.hw.config import preset
+    from intformer.hw.top import Accelerator
+    accel = Accelerator(preset("tiny"))
+    man = manifest(preset("tiny"), accel)
+    _unused(accel)
+    with pytest.raises(UserError, match="image 0: no interrupt within 5000000 cycles"):
+        replay(man, [(bytes(64), bytes(16))], "I 4c4b40 1\nT 4c4b40 0.5\n")
+    with pytest.raises(UserError, match="simulator output is incomplete"):
+        replay(man, [(bytes(64), bytes(16))], "I 10 0\n")
