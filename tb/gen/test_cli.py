@@ -162,3 +162,14 @@ def test_help(args):
 def test_no_command():
     proc = cli()
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_generate_says_when_vector_units_are_left_out(tmp_path):
+    # A 16x8 array has a 16-byte scratchpad row, wider than the 8 vector lanes.
+    proc = cli("generate", "--set", "array_rows=16", "--out", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "vector units (softmax, gelu, layernorm, residual) left out" in proc.stderr
+    implemented = json.loads((tmp_path / "manifest.json").read_text())["commands"]["implemented"]
+    assert "gelu" not in implemented and "gemm" in implemented
+    quiet = cli("generate", "--out", tmp_path / "default")
+    assert quiet.returncode == 0 and "left out" not in quiet.stderr
