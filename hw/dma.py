@@ -330,17 +330,8 @@ def _engine_members(p: _Params, write: bool) -> dict:
     return members
 
 
-class _Engine(wiring.Component):
-    _owner = "DMA engine"
-
-    def __init__(self, *, addr_width: int = 32, data_width: int = 64, id_width: int = 4,
-                 max_burst: int = 16, max_outstanding: int = 4, rows_width: int = 16,
-                 bytes_width: int = 24, tag_width: int = 8):
-        self._p = _Params(self._owner, addr_width=addr_width, data_width=data_width,
-                          id_width=id_width, max_burst=max_burst,
-                          max_outstanding=max_outstanding, rows_width=rows_width,
-                          bytes_width=bytes_width, tag_width=tag_width)
-        super().__init__(self._members())
+class _Figures:
+    """The transfer figures a read engine, a write engine and the DMA share, from ``_p``."""
 
     @property
     def bytes_per_beat(self) -> int:
@@ -374,6 +365,19 @@ class _Engine(wiring.Component):
     @property
     def status_layout(self) -> DMAStatus:
         return self._p.status()
+
+
+class _Engine(_Figures, wiring.Component):
+    _owner = "DMA engine"
+
+    def __init__(self, *, addr_width: int = 32, data_width: int = 64, id_width: int = 4,
+                 max_burst: int = 16, max_outstanding: int = 4, rows_width: int = 16,
+                 bytes_width: int = 24, tag_width: int = 8):
+        self._p = _Params(self._owner, addr_width=addr_width, data_width=data_width,
+                          id_width=id_width, max_burst=max_burst,
+                          max_outstanding=max_outstanding, rows_width=rows_width,
+                          bytes_width=bytes_width, tag_width=tag_width)
+        super().__init__(self._members())
 
     def _axi_constants(self, m, ch: str) -> None:
         bus = self.bus
@@ -783,7 +787,7 @@ class DMAWriter(_Engine):
         return m
 
 
-class DMA(wiring.Component):
+class DMA(_Figures, wiring.Component):
     """A :class:`DMAReader` and a :class:`DMAWriter` sharing one AXI4 manager port;
     reads and writes run concurrently and independently.
 
@@ -846,38 +850,6 @@ class DMA(wiring.Component):
                       max_outstanding=config.axi_max_outstanding)
         kwargs.update(overrides)
         return cls(**kwargs)
-
-    @property
-    def bytes_per_beat(self) -> int:
-        return self._p.B
-
-    @property
-    def data_width(self) -> int:
-        return self._p.data_width
-
-    @property
-    def addr_width(self) -> int:
-        return self._p.addr_width
-
-    @property
-    def max_burst(self) -> int:
-        return self._p.max_burst
-
-    @property
-    def max_outstanding(self) -> int:
-        return self._p.max_outstanding
-
-    @property
-    def burst_span(self) -> int:
-        return self._p.span
-
-    @property
-    def descriptor_layout(self) -> DMADescriptor:
-        return self._p.descriptor()
-
-    @property
-    def status_layout(self) -> DMAStatus:
-        return self._p.status()
 
     def params(self) -> dict:
         """Parameters and figures, for testbenches and the manifest."""
