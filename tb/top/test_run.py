@@ -43,6 +43,9 @@ def check_report(report: dict, images: int) -> None:
     # Between start and the interrupt the counter counts every busy cycle.
     assert all(0 < r["cycles"] <= r["irq_cycles"] + 2 for r in rows)
     assert 0 < report["mac_utilization"] <= report["gemm_phase_utilization"] <= 1
+    # Useful MACs never exceed the array slots that entered it.
+    assert report["gemm_phase_utilization"] <= report["array_occupancy"] <= 1
+    assert report["macs_per_image"] > 0
     p = report["phases"]
     assert abs(p["gemm_busy"] + p["vector_busy"] + p["dma_other"] - 1) < 1e-9
     assert all(v >= 0 for v in p.values())
