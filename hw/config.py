@@ -74,6 +74,9 @@ class Config:
     has_gelu: bool = _f("units", True, "Include the integer GELU unit")
     has_layernorm: bool = _f("units", True, "Include the integer LayerNorm unit")
     has_residual: bool = _f("units", True, "Include the residual-add unit")
+    has_requant: bool = _f("units", True,
+                           "Include the standalone requant unit (the requant command; "
+                           "gemm requantizes on its own either way)")
     # queues
     cmd_queue_depth: int = _f("queues", 8, "Depth of each of the load, compute and store queues")
     dep_queue_depth: int = _f("queues", 4, "Depth of each dependency-token queue")

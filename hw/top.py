@@ -15,7 +15,8 @@ Data paths
       GEMM results, load.
 
 Commands executed: ``load``, ``store``, ``gemm``, ``requant`` (by
-:class:`intformer.hw.requantexec.RequantExecutor`), ``set_const``, ``end``, and
+:class:`intformer.hw.requantexec.RequantExecutor`, where ``has_requant`` holds),
+``set_const``, ``end``, and
 ``gelu``, ``softmax``, ``residual``, ``layernorm`` where
 :func:`intformer.hw.vecexec.supported` holds (see :func:`implemented`).
 """
@@ -40,7 +41,7 @@ from .vecexec import CONSTANTS, VectorExecutor, supported
 __all__ = ["Accelerator", "AcceleratorCore", "IMPLEMENTED", "COUNTERS", "PERF_REGISTERS",
            "implemented", "register_map"]
 
-#: Commands every accelerator carries out.
+#: Commands every accelerator carries out (``requant`` unless ``has_requant`` is off).
 IMPLEMENTED = ("load", "store", "gemm", "requant", "set_const", "end")
 #: Vector commands, carried out where :func:`intformer.hw.vecexec.supported` holds and
 #: the unit is configured.
@@ -48,9 +49,10 @@ VECTOR_OPS = ("gelu", "softmax", "residual", "layernorm")
 
 
 def implemented(config: Config) -> tuple[str, ...]:
-    """The commands an accelerator of ``config`` carries out."""
+    """The commands an accelerator of ``config`` carries out; any other command ends a
+    stream with ``unit_absent``."""
     vec = tuple(op for op in VECTOR_OPS if supported(config) and getattr(config, f"has_{op}"))
-    return IMPLEMENTED + vec
+    return tuple(op for op in IMPLEMENTED if op != "requant" or config.has_requant) + vec
 
 #: Performance counters, in the order of :attr:`AcceleratorCore.counters`.
 COUNTERS = {
@@ -132,19 +134,22 @@ class AcceleratorCore(wiring.Component):
         m.submodules.load = load = LoadExecutor(c)
         m.submodules.store = store = StoreExecutor(c)
         m.submodules.gemm = gemm = GemmEngine(c)
-        m.submodules.rq = rq = RequantExecutor(c)
+        rq_spad_wr, rq_acc_rd = (), ()
+        if c.has_requant:
+            m.submodules.rq = rq = RequantExecutor(c)
+            rq_spad_wr, rq_acc_rd = (rq.spad_wr,), (rq.acc_rd, rq.scale_rd)
         has_vec = supported(c) and any(getattr(c, f"has_{op}") for op in VECTOR_OPS)
         if has_vec:
             m.submodules.vec = vec = VectorExecutor(c)
             spad_rd = (gemm.a_rd, gemm.b_rd, vec.spad_rd_a, vec.spad_rd_b, store.spad_rd)
-            spad_wr = (gemm.d_wr, rq.spad_wr, vec.spad_wr, load.spad_wr)
-            acc_rd = (gemm.acc_rd, gemm.const_rd, rq.acc_rd, rq.scale_rd, vec.acc_rd_a,
+            spad_wr = (gemm.d_wr, *rq_spad_wr, vec.spad_wr, load.spad_wr)
+            acc_rd = (gemm.acc_rd, gemm.const_rd, *rq_acc_rd, vec.acc_rd_a,
                       vec.acc_rd_b, vec.acc_rd_c, store.acc_rd)
             acc_wr = (gemm.c_wr, vec.acc_wr, load.acc_wr)
         else:
             spad_rd = (gemm.a_rd, gemm.b_rd, store.spad_rd)
-            spad_wr = (gemm.d_wr, rq.spad_wr, load.spad_wr)
-            acc_rd = (gemm.acc_rd, gemm.const_rd, rq.acc_rd, rq.scale_rd, store.acc_rd)
+            spad_wr = (gemm.d_wr, *rq_spad_wr, load.spad_wr)
+            acc_rd = (gemm.acc_rd, gemm.const_rd, *rq_acc_rd, store.acc_rd)
             acc_wr = (gemm.c_wr, load.acc_wr)
         m.submodules.spad = spad = scratchpad(c, read_ports=len(spad_rd),
                                               write_ports=len(spad_wr))
@@ -240,11 +245,17 @@ class AcceleratorCore(wiring.Component):
             m.d.comb += getattr(gemm.cmd.payload, name).eq(getattr(g, name))
         const_done = Signal()
         is_rq = Signal()
-        m.d.comb += [
-            is_rq.eq(opcode == isa.OPCODES["requant"].code),
-            rq.cmd.payload.eq(cp.compute.payload),
-            rq.cmd.valid.eq(cp.compute.valid & is_rq & ~const_done & ~gemm.busy),
-        ]
+        rq_busy = Signal()
+        rq_ready = Signal()
+        rq_done = Signal()
+        # Without the unit a requant command never reaches the queue (unit_absent).
+        if c.has_requant:
+            m.d.comb += [
+                is_rq.eq(opcode == isa.OPCODES["requant"].code),
+                rq_busy.eq(rq.busy), rq_ready.eq(rq.cmd.ready), rq_done.eq(rq.done),
+                rq.cmd.payload.eq(cp.compute.payload),
+                rq.cmd.valid.eq(cp.compute.valid & is_rq & ~const_done & ~gemm.busy),
+            ]
         is_vec = Signal()
         vec_busy = Signal()
         vec_ready = Signal()
@@ -255,15 +266,15 @@ class AcceleratorCore(wiring.Component):
                 vec_busy.eq(vec.busy), vec_ready.eq(vec.cmd.ready), vec_done.eq(vec.done),
                 vec.cmd.payload.eq(cp.compute.payload),
                 vec.cmd.valid.eq(cp.compute.valid & is_vec & ~const_done & ~gemm.busy
-                                 & ~rq.busy),
+                                 & ~rq_busy),
             ]
         m.d.comb += [
             gemm.cmd.valid.eq(cp.compute.valid & is_gemm & ~const_done & ~vec_busy
-                              & ~rq.busy),
-            cp.compute.ready.eq(~gemm.busy & ~vec_busy & ~rq.busy & ~const_done
+                              & ~rq_busy),
+            cp.compute.ready.eq(~gemm.busy & ~vec_busy & ~rq_busy & ~const_done
                                 & Mux(is_gemm, gemm.cmd.ready,
-                                      Mux(is_vec, vec_ready, Mux(is_rq, rq.cmd.ready, 1)))),
-            cp.compute_done.eq(gemm.done | vec_done | rq.done | const_done),
+                                      Mux(is_vec, vec_ready, Mux(is_rq, rq_ready, 1)))),
+            cp.compute_done.eq(gemm.done | vec_done | rq_done | const_done),
         ]
         m.d.sync += const_done.eq(0)
         constants = [Signal(32, name=f"const{i}") for i in range(isa.N_CONSTANTS)]

@@ -3,7 +3,8 @@ accumulator, requantized to INT8 per tensor and per channel (intformer.sw.compil
 Program.requant, one command per column tile) and stored, compared with
 intformer.sw.golden.requantize, on a cocotbext-axi AxiRam with random pauses on every
 AXI channel; then malformed requant commands end with their error codes and the next
-good stream runs."""
+good stream runs. Without the unit (``has_requant`` off) a requant command ends the
+stream with ``unit_absent`` and the next stream runs."""
 
 import cocotb
 import numpy as np
@@ -13,7 +14,7 @@ from intformer.gen.sim.drivers import reset
 from intformer.sw.commands import Checker
 from intformer.sw.compile import Program
 from intformer.sw.golden import quantize_multiplier, requantize
-from tb.top.test_core import TB
+from tb.top.test_core import TB, roundtrip
 
 
 def constants(tb: TB, n: int):
@@ -62,10 +63,28 @@ async def requant_case(tb: TB, *, per_channel: bool):
                           f"want {want[tuple(bad[0])]}")
 
 
+async def requant_absent(tb: TB):
+    """The design has no requant unit: every requant command ends its stream with
+    unit_absent, as the Checker says, and never hangs."""
+    checker = Checker(tb.man)
+    full = {f: 0 for f in tb.man["commands"]["opcodes"]["requant"]["fields"]}
+    for fields in (dict(rows=1), dict(rows=2, per_channel=1, mult=3, shift=1)):
+        assert checker.error("requant", {**full, **fields}, window_bytes=1 << 20) == \
+            "unit_absent"
+        prog = Program(tb.man)
+        prog.emit("requant", **fields)
+        prog.end()
+        await tb.run(prog, expect="unit_absent")
+        await roundtrip(tb)
+
+
 @cocotb.test()
 async def requant_commands(dut):
     tb = TB(dut)
     await reset(dut)
+    if "requant" not in tb.man["commands"]["implemented"]:
+        await requant_absent(tb)
+        return
     cases = 0
     for pauses in ("none", "random", "alternate"):
         tb.set_pauses(pauses)
@@ -97,7 +116,8 @@ async def requant_commands(dut):
 
 
 CONFIGS = {"tiny": ("tiny", {}), "default": ("default", {}),
-           "wide_rows": ("default", {"array_rows": 8, "array_cols": 4, "axi_data_width": 128})}
+           "wide_rows": ("default", {"array_rows": 8, "array_cols": 4, "axi_data_width": 128}),
+           "absent": ("tiny", {"has_requant": False})}
 
 
 @pytest.mark.parametrize("name", [
@@ -112,7 +132,7 @@ def test_requant_cmd(sim, name):
 
     base, changes = CONFIGS[name]
     config = preset(base).replace(**changes)
-    assert "requant" in implemented(config)
+    assert ("requant" in implemented(config)) == config.has_requant
     core = AcceleratorCore(config)
     dut = FlatPorts(core, flatten=("m_axi",))
     path = harness.build_dir(f"requant_cmd_{name}_{sim}")
