@@ -56,7 +56,8 @@ Throughput: one beat per cycle per direction in steady state; a burst is issued
 per cycle at most, so bursts of 2 or more beats sustain the full rate when the
 memory does. A read row whose start is not lane-aligned and whose end fits in
 the row's last memory beat costs one extra cycle. A job's window check costs
-3 cycles before its first burst.
+3 cycles before its first burst, plus one per bit of ``rows - 1``: the extent
+``(rows - 1) * stride`` is summed by shift and add, so the engines use no multiplier.
 """
 
 from __future__ import annotations
@@ -222,7 +223,11 @@ class _Generator(wiring.Component):
         d = Signal(p.descriptor())
         seq = Signal(p.seq_width)
         refused = Signal()
+        # (rows - 1) * stride by shift and add, one multiplier bit per cycle; rows of
+        # 1 take no step.
         prod = Signal(aw + p.rows_width)
+        mcand = Signal(aw + p.rows_width)
+        mplier = Signal(p.rows_width)
         row_addr = Signal(aw)
         cur = Signal(aw)
         left = Signal(p.bytes_width)
@@ -275,11 +280,18 @@ class _Generator(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += [self.desc.ready.eq(~self.soft_reset), self.idle.eq(1)]
                 with m.If(self.desc.valid & ~self.soft_reset):
-                    m.d.sync += [d.eq(self.desc.payload), seq.eq(seq + 1)]
+                    rows = self.desc.payload.rows
+                    m.d.sync += [d.eq(self.desc.payload), seq.eq(seq + 1), prod.eq(0),
+                                 mcand.eq(self.desc.payload.stride),
+                                 mplier.eq(Mux(rows == 0, 0, rows - 1))]
                     m.next = "PRODUCT"
             with m.State("PRODUCT"):
-                m.d.sync += prod.eq((d.rows - 1) * d.stride)
-                m.next = "CHECK"
+                with m.If(mplier == 0):
+                    m.next = "CHECK"
+                with m.Else():
+                    with m.If(mplier[0]):
+                        m.d.sync += prod.eq(prod + mcand)
+                    m.d.sync += [mcand.eq(mcand << 1), mplier.eq(mplier >> 1)]
                 with m.If(self.soft_reset):
                     m.next = "IDLE"
             with m.State("CHECK"):
