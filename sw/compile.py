@@ -68,9 +68,10 @@ class Program:
         self.bus_bytes = c["axi_data_width"] // 8
         self.image = bytearray()
         self.commands = []
-        self._spad_next = 0
-        self._acc_next = 0
+        self.spad_banks, self.acc_banks = c["spad_banks"], c["acc_banks"]
+        self.spad_bank_rows, self.acc_bank_rows = d["spad_bank_rows"], d["acc_bank_rows"]
         self._load_waits = False
+        self.free_all()
 
     # Memory image ---------------------------------------------------------------------------
 
@@ -97,22 +98,47 @@ class Program:
 
     # Local memories ---------------------------------------------------------------------------
 
-    def alloc_spad(self, rows: int) -> int:
-        if self._spad_next + rows > self.spad_rows:
-            raise ValueError(f"Scratchpad of {self.spad_rows} rows cannot hold {rows} more "
-                             f"rows after {self._spad_next}")
-        addr, self._spad_next = self._spad_next, self._spad_next + rows
-        return addr
+    def _alloc(self, nexts: list[int], bank_rows: int, rows: int, bank: int | None,
+               what: str, total: int) -> int:
+        """``rows`` consecutive rows from per-bank bump pointers ``nexts``: in ``bank``
+        if it has room, else in the first bank that has, else spanning banks from a
+        bank's free rows over the following empty banks."""
+        nb = len(nexts)
+        order = list(range(nb))
+        if bank is not None:
+            order.remove(bank % nb)
+            order.insert(0, bank % nb)
+        for b in order:
+            if nexts[b] + rows <= (b + 1) * bank_rows:
+                addr = nexts[b]
+                nexts[b] += rows
+                return addr
+        for b in range(nb):
+            addr, end = nexts[b], nexts[b] + rows
+            last = (end - 1) // bank_rows
+            if last < nb and all(nexts[j] == j * bank_rows for j in range(b + 1, last + 1)):
+                for j in range(b, last + 1):
+                    nexts[j] = min(end, (j + 1) * bank_rows)
+                return addr
+        used = sum(n - b * bank_rows for b, n in enumerate(nexts))
+        raise ValueError(f"{what} of {total} rows cannot hold {rows} more rows after "
+                         f"{used}")
 
-    def alloc_acc(self, rows: int) -> int:
-        if self._acc_next + rows > self.acc_rows:
-            raise ValueError(f"Accumulator of {self.acc_rows} rows cannot hold {rows} more "
-                             f"rows after {self._acc_next}")
-        addr, self._acc_next = self._acc_next, self._acc_next + rows
-        return addr
+    def alloc_spad(self, rows: int, *, bank: int | None = None) -> int:
+        """``rows`` scratchpad rows, in scratchpad bank ``bank`` (modulo the banks)
+        where it has room: operands read in the same cycle by one unit go to
+        different banks, since each bank has one read port."""
+        return self._alloc(self._spad_next, self.spad_bank_rows, rows, bank, "Scratchpad",
+                           self.spad_rows)
+
+    def alloc_acc(self, rows: int, *, bank: int | None = None) -> int:
+        """``rows`` accumulator rows, in accumulator bank ``bank`` where it has room."""
+        return self._alloc(self._acc_next, self.acc_bank_rows, rows, bank, "Accumulator",
+                           self.acc_rows)
 
     def free_all(self) -> None:
-        self._spad_next = self._acc_next = 0
+        self._spad_next = [b * self.spad_bank_rows for b in range(self.spad_banks)]
+        self._acc_next = [b * self.acc_bank_rows for b in range(self.acc_banks)]
 
     def sync(self) -> None:
         """Make the next load wait until every store so far has finished (a result in
@@ -180,7 +206,10 @@ class Program:
                requant: bool = True, b_transposed: bool = False) -> None:
         """``out = requant(a @ b + bias)`` (INT8) or ``a @ b + bias`` (INT32, ``requant``
         False): loads, one ``gemm``, stores, chained by tokens (the last load gives
-        compute a token, the GEMM gives store one).
+        compute a token, the GEMM gives store one). ``out`` may be a list of tensors
+        that take the result's columns in turn (each but the last a multiple of
+        ``array_cols`` wide), e.g. the Q, K and V of one GEMM with the weights side by
+        side.
 
         ``scale`` is a 1 x N int32 tensor of ``mult | shift << 16`` per column (per
         channel); without it ``mult`` and ``shift`` apply to the whole tensor. With
@@ -189,15 +218,23 @@ class Program:
         """
         M, K = a.rows, a.cols
         N = b.rows if b_transposed else b.cols
-        if (b.cols if b_transposed else b.rows) != K or out.rows != M or out.cols != N:
-            raise ValueError(f"matmul shapes {M}x{K}, {b.rows}x{N} -> {out.rows}x{out.cols} "
-                             f"do not chain")
         R, C = self.R, self.C
+        outs = list(out) if isinstance(out, (list, tuple)) else [out]
+        cols = [o.cols for o in outs]
+        if (b.cols if b_transposed else b.rows) != K or any(o.rows != M for o in outs) \
+                or sum(cols) != N:
+            raise ValueError(f"matmul shapes {M}x{K}, {b.rows}x{N} -> "
+                             f"{' + '.join(f'{o.rows}x{o.cols}' for o in outs)} do not chain")
+        if any(n % C for n in cols[:-1]):
+            raise ValueError(f"matmul outputs of {cols} columns: each but the last must be "
+                             f"a multiple of array_cols {C}")
         KT, NT = _ceil_div(K, R), _ceil_div(N, C)
-        a_loc = self.alloc_spad(M * KT)
-        b_loc = self.alloc_spad(K * NT)
-        c_loc = self.alloc_acc(M * NT)
-        d_loc = self.alloc_spad(M * NT) if requant else 0
+        # A and B are read in the same cycles: different scratchpad banks; the
+        # constants (bias, scale) in another accumulator bank than the partial sums.
+        a_loc = self.alloc_spad(M * KT, bank=0)
+        b_loc = self.alloc_spad(K * NT, bank=1)
+        c_loc = self.alloc_acc(M * NT, bank=0)
+        d_loc = self.alloc_spad(M * NT, bank=0) if requant else 0
         loads = self.load_tiles(a, loc=a_loc, tile_bytes=R, loc_stride=KT)
         if b_transposed:
             L = self.spad_row_bytes
@@ -212,11 +249,11 @@ class Program:
             loads += self.load_tiles(b, loc=b_loc, tile_bytes=C, loc_stride=NT)
         bias_loc = scale_loc = 0
         if bias is not None:
-            bias_loc = self.alloc_acc(NT)
+            bias_loc = self.alloc_acc(NT, bank=1)
             loads += self.load_tiles(bias, loc=bias_loc, tile_bytes=self.acc_row_bytes,
                                      loc_stride=NT, space="acc")
         if scale is not None:
-            scale_loc = self.alloc_acc(NT)
+            scale_loc = self.alloc_acc(NT, bank=1)
             loads += self.load_tiles(scale, loc=scale_loc, tile_bytes=self.acc_row_bytes,
                                      loc_stride=NT, space="acc")
         loads[-1]["push_next"] = 1
@@ -225,11 +262,16 @@ class Program:
                   accumulate=0, use_bias=int(bias is not None), requant=int(requant),
                   per_channel=int(scale is not None), mult=mult, shift=shift,
                   pop_prev=1, push_next=1)
-        if requant:
-            stores = self.store_tiles(out, loc=d_loc, tile_bytes=C, loc_stride=NT)
-        else:
-            stores = self.store_tiles(out, loc=c_loc, tile_bytes=4 * C, loc_stride=NT,
-                                      space="acc")
+        stores = []
+        col = 0
+        for o in outs:
+            if requant:
+                stores += self.store_tiles(o, loc=d_loc + col // C, tile_bytes=C,
+                                           loc_stride=NT)
+            else:
+                stores += self.store_tiles(o, loc=c_loc + col // C, tile_bytes=4 * C,
+                                           loc_stride=NT, space="acc")
+            col += o.cols
         stores[0]["pop_prev"] = 1
 
     def requant(self, acc: Tensor, out: Tensor, *, scale: Tensor | None = None,
@@ -244,7 +286,7 @@ class Program:
                              f"shape, not {acc} to {out}")
         C = self.C
         NT = _ceil_div(N, C)
-        src = self.alloc_acc(M * NT)
+        src = self.alloc_acc(M * NT, bank=0)
         loads = []
         for nt in range(NT):
             tile = Tensor(acc.offset + nt * self.acc_row_bytes, M, min(C, N - nt * C),
@@ -253,7 +295,7 @@ class Program:
                                      loc_stride=1, space="acc")
         scale_loc = 0
         if scale is not None:
-            scale_loc = self.alloc_acc(NT)
+            scale_loc = self.alloc_acc(NT, bank=1)
             loads += self.load_tiles(scale, loc=scale_loc, tile_bytes=self.acc_row_bytes,
                                      loc_stride=NT, space="acc")
         loads[-1]["push_next"] = 1
@@ -283,8 +325,8 @@ class Program:
         local = self.spad_row_bytes if src_space == "spad" else self.acc_row_bytes
         elems = self.spad_row_bytes if src_space == "spad" else self.C
         chunks = _ceil_div(length, elems)
-        src = self.alloc_spad(rows * chunks) if src_space == "spad" else \
-            self.alloc_acc(rows * chunks)
+        src = self.alloc_spad(rows * chunks, bank=0) if src_space == "spad" else \
+            self.alloc_acc(rows * chunks, bank=0)
         loads = self.load_tiles(x, loc=src, tile_bytes=local, loc_stride=chunks,
                                 space=src_space)
         src2 = 0
@@ -293,11 +335,11 @@ class Program:
         if op == "layernorm":
             gb = self.place(np.array([params.gamma_q, params.beta_q], dtype=np.int32))
             gb_chunks = _ceil_div(length, self.C)
-            src2, src2_space = self.alloc_acc(2 * gb_chunks), "acc"
+            src2, src2_space = self.alloc_acc(2 * gb_chunks, bank=1), "acc"
             loads += self.load_tiles(gb, loc=src2, tile_bytes=self.acc_row_bytes,
                                      loc_stride=gb_chunks, space="acc")
         elif x2 is not None:
-            src2 = self.alloc_spad(rows * out_chunks)
+            src2 = self.alloc_spad(rows * out_chunks, bank=1)
             loads += self.load_tiles(x2, loc=src2, tile_bytes=self.spad_row_bytes,
                                      loc_stride=out_chunks)
         loads[-1]["push_next"] = 1
@@ -336,6 +378,49 @@ class Program:
             for c in self.commands)
 
 
+def _gemm_groups(model, array_cols: int) -> dict[int, list]:
+    """Runs of consecutive ``gemm`` ops (indices into ``model.ops``) that one GEMM
+    command can compute: the same A, constant untransposed weights of the same K side
+    by side, all with or all without bias and requantization, and outputs that end
+    on an ``array_cols`` boundary except the last (so that each output is whole
+    column tiles of the joint result). Maps each run's first op index to its ops."""
+    ops = model.ops
+    groups: dict[int, list] = {}
+    i = 0
+    while i < len(ops):
+        op = ops[i]
+        if op.kind != "gemm" or not model.tensors[op.inputs[1]].is_const \
+                or op.consts.get("transpose_b"):
+            i += 1
+            continue
+        run = [op]
+        j = i + 1
+        while j < len(ops):
+            nxt = ops[j]
+            if (nxt.kind != "gemm" or nxt.inputs[0] != op.inputs[0]
+                    or not model.tensors[nxt.inputs[1]].is_const
+                    or nxt.consts.get("transpose_b")
+                    or len(nxt.inputs) != len(op.inputs)
+                    or ("multiplier" in nxt.consts) != ("multiplier" in op.consts)
+                    or model.tensors[nxt.inputs[1]].shape[0]
+                    != model.tensors[op.inputs[1]].shape[0]
+                    or model.tensors[run[-1].output].shape[1] % array_cols):
+                break
+            run.append(nxt)
+            j += 1
+        if len(run) > 1:
+            groups[i] = run
+        i = j
+    return groups
+
+
+def _requant_columns(consts: dict, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Multiplier and shift of each of ``n`` output columns."""
+    m = np.broadcast_to(np.asarray(consts["multiplier"]).reshape(-1), (n,))
+    s = np.broadcast_to(np.asarray(consts["shift"]).reshape(-1), (n,))
+    return m.astype(np.int64), s.astype(np.int64)
+
+
 def compile_model(manifest: dict, model, x) -> tuple[Program, dict[str, Tensor]]:
     """A program that runs the integer model ``model`` (:class:`intformer.sw.model.
     IntegerModel`) on one INT8 input ``x`` (``model.tensors[model.input].shape``).
@@ -366,7 +451,24 @@ def compile_model(manifest: dict, model, x) -> tuple[Program, dict[str, Tensor]]
 
     inp = model.tensors[model.input]
     tensors[model.input] = prog.place(np.asarray(x, dtype=np.int8).reshape(inp.shape))
+    groups = _gemm_groups(model, prog.C)
+    for run in groups.values():
+        # The weights (and biases) of a run side by side; each op's own tensor is a
+        # column view of them.
+        for k in range(1, len(run[0].inputs)):
+            names = [op.inputs[k] for op in run]
+            parts = [np.asarray(model.tensors[n].data).astype(dtypes[model.tensors[n].dtype])
+                     for n in names]
+            parts = [p[None, :] if p.ndim == 1 else p for p in parts]
+            joint = prog.place(np.concatenate(parts, axis=1))
+            col = 0
+            for n, p in zip(names, parts, strict=True):
+                tensors[n] = Tensor(joint.offset + col * joint.dtype.itemsize, joint.rows,
+                                    p.shape[1], joint.dtype, stride=joint.stride)
+                col += p.shape[1]
     for name, t in model.tensors.items():
+        if name in tensors:
+            continue
         if t.is_const:
             if any(op.kind == "gemm" and op.inputs[1] == name and op.consts.get("transpose_b")
                    for op in model.ops):
@@ -394,10 +496,20 @@ def compile_model(manifest: dict, model, x) -> tuple[Program, dict[str, Tensor]]
         tensors[name] = t
         return t
 
+    def joint(run, k):
+        """Input ``k`` of every op of a run, as one tensor (columns side by side)."""
+        first, last = tensors[run[0].inputs[k]], tensors[run[-1].inputs[k]]
+        cols = (last.offset - first.offset) // first.dtype.itemsize + last.cols
+        return Tensor(first.offset, first.rows, cols, first.dtype, stride=first.stride)
+
+    mult_width = manifest["config"]["requant_mult_width"]
     first = True
-    for op in model.ops:
+    skip = set()
+    for i, op in enumerate(model.ops):
         if op.kind == "slice":
             view(op.output)
+            continue
+        if i in skip:
             continue
         if not first:
             prog.sync()
@@ -406,25 +518,28 @@ def compile_model(manifest: dict, model, x) -> tuple[Program, dict[str, Tensor]]
         c = op.consts
         out = view(op.output)
         if op.kind == "gemm":
-            a, b = view(op.inputs[0]), view(op.inputs[1])
-            bias = view(op.inputs[2]) if len(op.inputs) > 2 else None
+            run = groups.get(i, [op])
+            skip.update(range(i, i + len(run)))
+            a = view(op.inputs[0])
+            b = joint(run, 1) if len(run) > 1 else view(op.inputs[1])
+            bias = None
+            if len(op.inputs) > 2:
+                bias = joint(run, 2) if len(run) > 1 else view(op.inputs[2])
+            outs = [view(o.output) for o in run]
             const_b = model.tensors[op.inputs[1]].is_const
             requant = "multiplier" in c
             scale = None
             mult = shift = 0
             if requant:
-                m_arr = np.asarray(c["multiplier"]).reshape(-1)
-                s_arr = np.asarray(c["shift"]).reshape(-1)
+                cols = [_requant_columns(o.consts, view(o.output).cols) for o in run]
+                m_arr = np.concatenate([m for m, _ in cols])
+                s_arr = np.concatenate([s for _, s in cols])
                 if np.all(m_arr == m_arr[0]) and np.all(s_arr == s_arr[0]):
                     mult, shift = int(m_arr[0]), int(s_arr[0])
                 else:
-                    n = out.cols
-                    m_arr = np.broadcast_to(m_arr, (n,))
-                    s_arr = np.broadcast_to(s_arr, (n,))
-                    scale = prog.place((m_arr.astype(np.int64) | (s_arr.astype(np.int64) << 16))
-                                       .astype(np.int32)[None, :])
-            prog.matmul(a, b, out, bias=bias, scale=scale, mult=mult, shift=shift,
-                        requant=requant,
+                    scale = prog.place((m_arr | (s_arr << mult_width)).astype(np.int32)[None, :])
+            prog.matmul(a, b, outs if len(run) > 1 else out, bias=bias, scale=scale,
+                        mult=mult, shift=shift, requant=requant,
                         b_transposed=bool(c.get("transpose_b")) and not const_b)
         elif op.kind in ("softmax", "gelu", "layernorm"):
             x_t = view(op.inputs[0])
