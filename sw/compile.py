@@ -378,6 +378,547 @@ class Program:
             for c in self.commands)
 
 
+class _NoRoom(ValueError):
+    """A dataflow schedule does not apply: the live tensors do not fit a local memory,
+    or an operand cannot be put into the layout its consumer reads."""
+
+
+class _Space:
+    """The rows of one local memory: next-fit allocation within a preferred bank (so
+    that freed rows are not reused at once), explicit release."""
+
+    def __init__(self, name: str, rows: int, banks: int):
+        self.name, self.rows, self.banks = name, rows, banks
+        self.bank_rows = rows // banks
+        self.free = [[0, rows]]
+        self.cursor = [b * self.bank_rows for b in range(banks)]
+
+    def bank(self, row: int) -> int:
+        return min(row // self.bank_rows, self.banks - 1)
+
+    def alloc(self, n: int, bank: int) -> int:
+        b = bank % self.banks
+        lo, hi = b * self.bank_rows, (b + 1) * self.bank_rows
+        start = None
+        for after in (self.cursor[b], lo):
+            for s, e in self.free:
+                st = max(s, after)
+                if st + n <= min(e, hi):
+                    start = st
+                    break
+            if start is not None:
+                break
+        if start is None:  # another bank, or a run across banks
+            start = next((s for s, e in self.free if s + n <= e), None)
+        if start is None:
+            raise _NoRoom(f"{self.name} of {self.rows} rows has no {n} free consecutive "
+                          f"rows")
+        for k, (s, e) in enumerate(self.free):
+            if s <= start and start + n <= e:
+                self.free[k:k + 1] = [r for r in ([s, start], [start + n, e]) if r[0] < r[1]]
+                break
+        self.cursor[self.bank(start)] = start + n
+        return start
+
+    def release(self, start: int, n: int) -> None:
+        merged = []
+        for s, e in sorted(self.free + [[start, start + n]]):
+            if merged and merged[-1][1] == s:
+                merged[-1][1] = e
+            else:
+                merged.append([s, e])
+        self.free = merged
+
+
+class _Region:
+    """Rows of a local memory holding results (``names``) or a step's operands."""
+
+    __slots__ = ("space", "start", "rows", "names")
+
+    def __init__(self, space: str, start: int, rows: int, names=()):
+        self.space, self.start, self.rows, self.names = space, start, rows, set(names)
+
+
+_QUEUES = ("load", "compute", "store")
+#: Token edges: (pushing queue, popping queue, push flag, pop flag).
+_EDGES = (("load", "compute", "push_next", "pop_prev"),
+          ("compute", "load", "push_prev", "pop_next"),
+          ("compute", "store", "push_next", "pop_prev"),
+          ("store", "compute", "push_prev", "pop_next"))
+_VECTOR = {"softmax": "softmax", "gelu": "gelu", "layernorm": "layernorm",
+           "residual_add": "residual"}
+
+
+class _Dataflow:
+    """The ``"dataflow"`` schedule of :func:`compile_model` (see there).
+
+    Commands are appended to ``prog.commands`` in program order; every local row and
+    every memory range remembers its last writer and (per queue) its last reader, so
+    each command knows the earlier commands it must wait for. At the end each
+    command pops one token per neighbour queue it waits for (only when an earlier
+    command of its queue has not waited for the same or a later one) and the
+    command it waits for pushes it; tokens count, so the k-th pop on an edge is
+    matched by the k-th push, which is the command waited for. Every wait is on an
+    earlier command, so the stream cannot deadlock.
+    """
+
+    LOOKAHEAD = 2  #: steps whose constant operands are loaded ahead
+
+    def __init__(self, prog: Program, model, tensors: dict, views: dict, steps: list,
+                 gemm_args):
+        self.p, self.cs, self.model = prog, prog.cs, model
+        self.tensors, self.views, self.steps, self.gemm_args = tensors, views, steps, gemm_args
+        c = prog.manifest["config"]
+        self.L = prog.spad_row_bytes
+        self.mem = {"spad": _Space("Scratchpad", prog.spad_rows, c["spad_banks"]),
+                    "acc": _Space("Accumulator", prog.acc_rows, c["acc_banks"])}
+        self.elems = {"spad": prog.spad_row_bytes, "acc": prog.C}
+        self.row_bytes = {"spad": prog.spad_row_bytes, "acc": prog.acc_row_bytes}
+        self.meta: list[tuple[str, int, dict]] = []
+        self.count = dict.fromkeys(_QUEUES, 0)
+        self.last_w = {sp: np.full(m.rows, -1) for sp, m in self.mem.items()}
+        self.last_r = {(sp, q): np.full(m.rows, -1) for sp, m in self.mem.items()
+                       for q in _QUEUES}
+        self.dram_w: list[tuple[int, int, int]] = []
+        self.dram_r: list[tuple[int, int, int]] = []
+        self.scratch = self.cs.constants["count"] - 1
+        self.loc: dict[str, tuple] = {}        # result -> (space, row, stride, region)
+        self.alias: dict[str, tuple] = {}      # concat input -> (concat output, r0, c0)
+        self.producer: dict[str, int] = {}     # result -> its step
+        self.last_use: dict[str, int] = {}
+        self.temps: dict[int, list] = {}       # step -> its operand regions
+
+    # Dependencies ------------------------------------------------------------------------
+
+    def _append(self, name: str, deps: dict, **fields) -> int:
+        self.cs.encode(name, **fields)  # validates widths now
+        q = self.cs.queue(name)
+        self.p.commands.append({"name": name, **fields})
+        self.meta.append((q, self.count[q], deps))
+        self.count[q] += 1
+        return len(self.meta) - 1
+
+    def cmd(self, name: str, *, reads=(), writes=(), dram_r=None, dram_w=None,
+            **fields) -> int:
+        """Append a command that reads and writes these local rows and memory ranges,
+        waiting for the earlier commands it depends on."""
+        q = self.cs.queue(name)
+        gids = [self.last_w[sp][r].max() for sp, r in reads]
+        for sp, r in writes:
+            gids.append(self.last_w[sp][r].max())
+            gids += [self.last_r[(sp, q2)][r].max() for q2 in _QUEUES]
+        if dram_r:
+            gids += [g for lo, hi, g in self.dram_w if lo < dram_r[1] and dram_r[0] < hi]
+        if dram_w:
+            gids += [g for lo, hi, g in self.dram_w + self.dram_r
+                     if lo < dram_w[1] and dram_w[0] < hi]
+        deps: dict[str, int] = {}
+        for g in gids:
+            if g >= 0:
+                gq, gi, _ = self.meta[int(g)]
+                if gq != q:
+                    deps[gq] = max(deps.get(gq, -1), gi)
+        far = {"load": "store", "store": "load"}.get(q)
+        if far in deps:
+            # No token joins loads and stores: a no-op on the compute queue relays.
+            relay = self._append("set_const", {far: deps.pop(far)}, index=self.scratch,
+                                 value=0)
+            deps["compute"] = max(deps.get("compute", -1), self.meta[relay][1])
+        g = self._append(name, deps, **fields)
+        for sp, r in reads:
+            self.last_r[(sp, q)][r] = g
+        for sp, r in writes:
+            self.last_w[sp][r] = g
+        if dram_r:
+            self.dram_r.append((*dram_r, g))
+        if dram_w:
+            self.dram_w.append((*dram_w, g))
+        return g
+
+    def tokens(self) -> None:
+        """Set the pop and push flags of every command from its dependencies."""
+        byq = {q: [] for q in _QUEUES}
+        for g, (q, _, _) in enumerate(self.meta):
+            byq[q].append(g)
+        for src, dst, push, pop in _EDGES:
+            seen = -1
+            for g in byq[dst]:
+                t = self.meta[g][2].get(src)
+                if t is not None and t > seen:
+                    self.p.commands[g][pop] = 1
+                    self.p.commands[byq[src][t]][push] = 1
+                    seen = t
+
+    # Local rows ---------------------------------------------------------------------------
+
+    @staticmethod
+    def rows(loc: int, n: int, stride: int, chunks: int) -> np.ndarray:
+        return (loc + np.arange(n)[:, None] * stride + np.arange(chunks)[None, :]).ravel()
+
+    def chunks(self, t: Tensor, space: str) -> int:
+        return _ceil_div(t.cols, self.elems[space])
+
+    @staticmethod
+    def extent(t: Tensor) -> tuple[int, int]:
+        return t.offset, t.offset + (t.rows - 1) * t.stride + t.row_bytes
+
+    def load(self, t: Tensor, space: str, loc: int, stride: int) -> None:
+        n = _ceil_div(t.row_bytes, self.row_bytes[space])
+        self.cmd("load", writes=[(space, self.rows(loc, t.rows, stride, n))],
+                 dram_r=self.extent(t), dram=t.offset, dram_stride=t.stride,
+                 row_bytes=t.row_bytes, rows=t.rows, loc=loc, loc_stride=stride,
+                 space=self.cs.spaces[space])
+
+    def store(self, t: Tensor, space: str, loc: int, stride: int) -> None:
+        n = _ceil_div(t.row_bytes, self.row_bytes[space])
+        self.cmd("store", reads=[(space, self.rows(loc, t.rows, stride, n))],
+                 dram_w=self.extent(t), dram=t.offset, dram_stride=t.stride,
+                 row_bytes=t.row_bytes, rows=t.rows, loc=loc, loc_stride=stride,
+                 space=self.cs.spaces[space])
+
+    def temp(self, k: int, space: str, n: int, bank: int) -> int:
+        """Rows for an operand of step ``k``, released after the step."""
+        start = self.mem[space].alloc(n, bank)
+        self.temps.setdefault(k, []).append(_Region(space, start, n))
+        return start
+
+    # Residency ----------------------------------------------------------------------------
+
+    def root(self, name: str) -> str:
+        while True:
+            if name in self.views:
+                name = self.views[name].inputs[0]
+            elif name in self.alias:
+                name = self.alias[name][0]
+            else:
+                return name
+
+    def is_result(self, name: str) -> bool:
+        return self.root(name) in self.producer
+
+    def local(self, name: str):
+        """``(space, row, stride)`` of a resident tensor (or view), or None."""
+        if name in self.views:
+            base = self.local(self.views[name].inputs[0])
+            if base is None:
+                return None
+            space, addr, stride = base
+            c = self.views[name].consts
+            if c["axis"] == 0:
+                return space, addr + c["start"] * stride, stride
+            if c["start"] % self.elems[space]:
+                return None
+            return space, addr + c["start"] // self.elems[space], stride
+        if name in self.alias:
+            parent, r0, c0 = self.alias[name]
+            base = self.local(parent)
+            if base is None:
+                return None
+            space, addr, stride = base
+            return space, addr + r0 * stride + c0 // self.elems[space], stride
+        return self.loc[name][:3] if name in self.loc else None
+
+    def bank_of(self, name: str):
+        """The scratchpad bank a step will read ``name`` from, if known: constants
+        are loaded into bank 1, results stay where they were put."""
+        r = self.root(name)
+        if r in self.loc:
+            return self.mem[self.loc[r][0]].bank(self.loc[r][1])
+        if r not in self.producer:
+            return 1
+        return None
+
+    def pick_bank(self, names: set, after: int) -> int:
+        """A scratchpad bank for results ``names``: the other bank than the operand
+        the first step reading them together with another one reads with them."""
+        for kind, run in self.steps[after + 1:]:
+            op = run[0]
+            if kind == "gemm" and not (op.consts.get("transpose_b")
+                                       and not self.model.tensors[op.inputs[1]].is_const):
+                pair = op.inputs[:2]
+            elif kind == "residual_add":
+                pair = op.inputs[:2]
+            else:
+                continue
+            for me, other in (pair, pair[::-1]):
+                if self.root(me) in names and self.root(other) not in names:
+                    b = self.bank_of(other)
+                    if b is not None:
+                        return 1 - b
+        return 0
+
+    def region(self, k: int, space: str, n: int, names: set, bank: int) -> _Region:
+        """Rows for results ``names`` of step ``k``, released after their last use."""
+        return _Region(space, self.mem[space].alloc(n, bank), n, names)
+
+    def concat_region(self, name: str, k: int) -> tuple:
+        """The rows of concatenation result ``name`` (allocated by its first writer)."""
+        if name not in self.loc:
+            t = self.tensors[name]
+            n = self.chunks(t, "spad")
+            reg = self.region(k, "spad", t.rows * n, {name}, self.pick_bank({name}, k))
+            self.loc[name] = ("spad", reg.start, n, reg)
+        return self.loc[name]
+
+    def out_place(self, k: int, names: list[str], n: int, chunks: int):
+        """``(row, stride, region)`` where step ``k`` writes results ``names``
+        (together ``n`` rows of ``chunks`` local rows each): in place in a
+        concatenation (no region of their own), or new rows."""
+        if len(names) == 1 and names[0] in self.alias:
+            self.concat_region(self.alias[names[0]][0], k)
+            _, addr, stride = self.local(names[0])
+            return addr, stride, None
+        reg = self.region(k, "spad", n * chunks, set(names), self.pick_bank(set(names), k))
+        return reg.start, chunks, reg
+
+    # Plan ---------------------------------------------------------------------------------
+
+    def plan(self) -> None:
+        """Producers, concatenation aliases and last uses of every result."""
+        for k, (_, run) in enumerate(self.steps):
+            for op in run:
+                self.producer[op.output] = k
+        for kind, run in self.steps:
+            op = run[0]
+            if kind != "concat":
+                continue
+            if self.tensors[op.output].dtype != np.int8:
+                raise _NoRoom(f"concatenation {op.output} is not INT8")
+            r0 = c0 = 0
+            for name in op.inputs:
+                t = self.tensors[name] if name in self.tensors else None
+                pk = self.producer.get(name)
+                if (t is not None and name not in self.views and name not in self.alias
+                        and pk is not None and t.dtype == np.int8
+                        and c0 % self.L == 0
+                        and (self.steps[pk][0] in _VECTOR
+                             or (self.steps[pk][0] == "gemm"
+                                 and len(self.steps[pk][1]) == 1
+                                 and "multiplier" in self.steps[pk][1][0].consts))):
+                    self.alias[name] = (op.output, r0, c0)
+                elif c0 % self.L:
+                    raise _NoRoom(f"concatenation {op.output}: input {name} at column {c0}")
+                if op.consts["axis"] == 0:
+                    r0 += self.tensors[name].rows if name in self.tensors else 0
+                else:
+                    c0 += self.model.tensors[name].shape[1]
+        for k, (_, run) in enumerate(self.steps):
+            for op in run:
+                r = self.root(op.output)
+                self.last_use[r] = max(self.last_use.get(r, -1), k)
+                for name in op.inputs:
+                    if self.is_result(name):
+                        r = self.root(name)
+                        self.last_use[r] = max(self.last_use.get(r, -1), k)
+
+    def retire(self, k: int) -> None:
+        """Release the rows whose tensors step ``k`` read for the last time (later
+        writers of these rows wait for the readers: the dependencies see to it)."""
+        for reg in self.temps.pop(k, []):
+            self.mem[reg.space].release(reg.start, reg.rows)
+        done = set()
+        for space, _, _, reg in list(self.loc.values()):
+            if id(reg) in done:
+                continue
+            if all(self.last_use.get(n, -1) <= k for n in reg.names):
+                done.add(id(reg))
+                self.mem[space].release(reg.start, reg.rows)
+                for n in reg.names:
+                    self.loc.pop(n, None)
+
+    # Steps --------------------------------------------------------------------------------
+
+    def is_input(self, name: str) -> bool:
+        """An operand with no producer: a constant or the graph input (loaded ahead)."""
+        return not self.is_result(name)
+
+    def operand(self, k: int, name: str, t: Tensor, space: str, bank: int):
+        """``(row, stride)`` of operand ``name`` in ``space``: where it stays, else
+        loaded from memory into rows of step ``k``."""
+        here = self.local(name) if self.is_result(name) else None
+        if here is not None and here[0] == space:
+            return here[1], here[2]
+        n = self.chunks(t, space)
+        loc = self.temp(k, space, t.rows * n, bank)
+        self.load(t, space, loc, n)
+        return loc, n
+
+    def consts(self, k: int) -> dict:
+        """Load the operands of step ``k`` that do not depend on results."""
+        kind, run = self.steps[k]
+        op = run[0]
+        got = {}
+        if kind == "gemm":
+            g = self.gemm_args(run)
+            R, C = self.p.R, self.p.C
+            K, N = g["a"].cols, sum(o.cols for o in g["outs"])
+            KT, NT = _ceil_div(K, R), _ceil_div(N, C)
+            if not g["b_transposed"] and self.is_input(op.inputs[1]):
+                got["b"] = self.temp(k, "spad", K * NT, 1)
+                self.load(g["b"], "spad", got["b"], NT)
+            if self.is_input(op.inputs[0]):
+                got["a"] = self.temp(k, "spad", g["a"].rows * KT, 0)
+                self.load(g["a"], "spad", got["a"], KT)
+            for key in ("bias", "scale"):
+                if g[key] is not None:
+                    got[key] = self.temp(k, "acc", NT, 1)
+                    self.load(g[key], "acc", got[key], NT)
+        elif kind in _VECTOR:
+            x = self.tensors[op.inputs[0]]
+            if self.is_input(op.inputs[0]):
+                sp = "acc" if x.dtype == np.int32 else "spad"
+                got["src"] = self.operand(k, op.inputs[0], x, sp, 0)
+            if kind == "residual_add" and self.is_input(op.inputs[1]):
+                got["src2"] = self.operand(k, op.inputs[1], self.tensors[op.inputs[1]],
+                                           "spad", 1)
+            if kind == "layernorm":
+                p = op.consts["params"]
+                gb = self.p.place(np.array([p.gamma_q, p.beta_q], dtype=np.int32))
+                n = self.chunks(gb, "acc")
+                got["src2"] = (self.temp(k, "acc", 2 * n, 1), n)
+                self.load(gb, "acc", got["src2"][0], n)
+        return got
+
+    def emit(self) -> None:
+        """The whole stream: per step its result operands (loaded only where they do
+        not stay on chip), the constant operands of the step ``LOOKAHEAD`` ahead,
+        the computation and the stores of its results."""
+        self.plan()
+        n = len(self.steps)
+        got = {k: self.consts(k) for k in range(min(self.LOOKAHEAD, n))}
+
+        def ahead(k):
+            if k + self.LOOKAHEAD < n:
+                got[k + self.LOOKAHEAD] = self.consts(k + self.LOOKAHEAD)
+
+        for k, (kind, run) in enumerate(self.steps):
+            if kind == "gemm":
+                self.gemm(k, run, got.pop(k), lambda k=k: ahead(k))
+            elif kind in _VECTOR:
+                self.vector(k, run[0], got.pop(k), lambda k=k: ahead(k))
+            else:
+                got.pop(k)
+                ahead(k)
+                self.concat(k, run[0])
+            self.retire(k)
+        self._append("end", {}, irq=1)
+        self.tokens()
+
+    def gemm(self, k: int, run: list, got: dict, ahead) -> None:
+        op = run[0]
+        g = self.gemm_args(run)
+        a, b = g["a"], g["b"]
+        R, C = self.p.R, self.p.C
+        M, K, N = a.rows, a.cols, sum(o.cols for o in g["outs"])
+        KT, NT = _ceil_div(K, R), _ceil_div(N, C)
+        if "a" in got:
+            a_loc, a_stride = got["a"], KT
+        else:
+            bb = self.bank_of(op.inputs[1]) if not g["b_transposed"] else None
+            a_loc, a_stride = self.operand(k, op.inputs[0], a, "spad",
+                                           0 if bb is None else 1 - bb)
+        a_bank = self.mem["spad"].bank(a_loc)
+        if "b" in got:
+            b_loc, b_stride = got["b"], NT
+        elif g["b_transposed"]:
+            L = self.L
+            b_loc, b_stride = self.temp(k, "spad", K * NT, 1 - a_bank), NT
+            for nt in range(NT):
+                for kb in range(_ceil_div(K, L)):
+                    rows, width = min(C, N - nt * C), min(L, K - kb * L)
+                    t = Tensor(b.offset + nt * C * b.stride + kb * L, rows, width, b.dtype,
+                               stride=b.stride)
+                    loc = b_loc + kb * L * NT + nt
+                    self.cmd("load", writes=[("spad", self.rows(loc, width, NT, 1))],
+                             dram_r=self.extent(t), dram=t.offset, dram_stride=t.stride,
+                             row_bytes=width, rows=rows, loc=loc, loc_stride=NT,
+                             space=self.cs.spaces["spad"], transpose=1)
+        else:
+            b_loc, b_stride = self.operand(k, op.inputs[1], b, "spad", 1 - a_bank)
+        ahead()
+        names = [o.output for o in run]
+        if g["requant"]:
+            c_loc = self.temp(k, "acc", M * NT, 0)
+            d_loc, d_stride, reg = self.out_place(k, names, M, NT)
+        else:
+            reg = self.region(k, "acc", M * NT, set(names), 0)
+            c_loc, d_loc, d_stride = reg.start, 0, NT
+        reads = [("spad", self.rows(a_loc, M, a_stride, KT)),
+                 ("spad", self.rows(b_loc, K, b_stride, NT))]
+        for key in ("bias", "scale"):
+            if key in got:
+                reads.append(("acc", self.rows(got[key], 1, 0, NT)))
+        writes = [("acc", self.rows(c_loc, M, NT, NT))]
+        if g["requant"]:
+            writes.append(("spad", self.rows(d_loc, M, d_stride, NT)))
+        self.cmd("gemm", reads=reads, writes=writes, a=a_loc, a_stride=a_stride, b=b_loc,
+                 b_stride=b_stride, c=c_loc, c_stride=NT, d=d_loc, d_stride=d_stride,
+                 bias=got.get("bias", 0), scale=got.get("scale", 0), m=M, k=K, n=N,
+                 accumulate=0, use_bias=int("bias" in got), requant=int(g["requant"]),
+                 per_channel=int("scale" in got), mult=g["mult"], shift=g["shift"])
+        col = 0
+        for o, t in zip(run, g["outs"], strict=True):
+            if g["requant"]:
+                space, loc, stride = "spad", d_loc + col // C, d_stride
+            else:
+                space, loc, stride = "acc", c_loc + col // C, NT
+            if o.output not in self.alias:
+                self.loc[o.output] = (space, loc, stride, reg)
+            self.store(t, space, loc, stride)
+            col += t.cols
+
+    def vector(self, k: int, op, got: dict, ahead) -> None:
+        name = _VECTOR[op.kind]
+        spaces = self.cs.spaces
+        x = self.tensors[op.inputs[0]]
+        sp = "acc" if x.dtype == np.int32 else "spad"
+        rows, length = x.rows, x.cols
+        src, src_stride = got["src"] if "src" in got else \
+            self.operand(k, op.inputs[0], x, sp, 0)
+        reads = [(sp, self.rows(src, rows, src_stride, _ceil_div(length, self.elems[sp])))]
+        src2, src2_stride, src2_space = 0, 0, "spad"
+        out_chunks = _ceil_div(length, self.L)
+        if op.kind == "layernorm":
+            src2, n = got["src2"]
+            src2_space = "acc"
+            reads.append(("acc", self.rows(src2, 1, 0, 2 * n)))
+        elif op.kind == "residual_add":
+            bank = 1 - self.mem[sp].bank(src) if sp == "spad" else 1
+            src2, src2_stride = got["src2"] if "src2" in got else \
+                self.operand(k, op.inputs[1], self.tensors[op.inputs[1]], "spad", bank)
+            reads.append(("spad", self.rows(src2, rows, src2_stride, out_chunks)))
+        ahead()
+        for cname, index in self.cs.constants.items():
+            prefix, _, field = cname.partition(".")
+            if prefix == name:
+                self._append("set_const", {}, index=index,
+                             value=int(getattr(op.consts["params"], field)))
+        dst, dst_stride, reg = self.out_place(k, [op.output], rows, out_chunks)
+        self.cmd(name, reads=reads,
+                 writes=[("spad", self.rows(dst, rows, dst_stride, out_chunks))],
+                 src=src, src_stride=src_stride, src_space=spaces[sp], src2=src2,
+                 src2_stride=src2_stride, src2_space=spaces[src2_space], dst=dst,
+                 dst_stride=dst_stride, dst_space=spaces["spad"], rows=rows, length=length)
+        if op.output not in self.alias:
+            self.loc[op.output] = ("spad", dst, dst_stride, reg)
+        self.store(self.tensors[op.output], "spad", dst, dst_stride)
+
+    def concat(self, k: int, op) -> None:
+        """Inputs that are not written in place are loaded into place; the whole
+        result is stored."""
+        _, base, stride, _ = self.concat_region(op.output, k)
+        r0 = c0 = 0
+        for name in op.inputs:
+            t = self.tensors[name]
+            if name not in self.alias:
+                self.load(t, "spad", base + r0 * stride + c0 // self.L, stride)
+            if op.consts["axis"] == 0:
+                r0 += t.rows
+            else:
+                c0 += t.cols
+        self.store(self.tensors[op.output], "spad", base, stride)
+
+
 def _gemm_groups(model, array_cols: int) -> dict[int, list]:
     """Runs of consecutive ``gemm`` ops (indices into ``model.ops``) that one GEMM
     command can compute: the same A, constant untransposed weights of the same K side
@@ -421,25 +962,74 @@ def _requant_columns(consts: dict, n: int) -> tuple[np.ndarray, np.ndarray]:
     return m.astype(np.int64), s.astype(np.int64)
 
 
-def compile_model(manifest: dict, model, x) -> tuple[Program, dict[str, Tensor]]:
+def compile_model(manifest: dict, model, x, *,
+                  schedule: str = "auto") -> tuple[Program, dict[str, Tensor]]:
     """A program that runs the integer model ``model`` (:class:`intformer.sw.model.
     IntegerModel`) on one INT8 input ``x`` (``model.tensors[model.input].shape``).
 
     Every tensor lives in the memory image (constants with their data, activations
-    reserved), so each op's result can be read back and compared. Ops run one after
-    the other, each loading its operands, computing and storing its result; a
-    :meth:`Program.sync` between ops orders the stores before the next loads. Slices
-    are views (an offset and a row stride); a concatenation copies its inputs into
-    place through the scratchpad.
+    reserved), and every op's result is stored there, so each can be read back and
+    compared. Slices are views (an offset and a row stride). Consecutive GEMMs with
+    the same A and constant weights (Q, K and V) run as one GEMM command with the
+    weights side by side. Operands are placed bank-aware: the two operands a unit
+    reads in the same cycle (GEMM A and B, bias/scale and partial sums, the two
+    sources of a residual add) lie in different banks.
+
+    Two schedules:
+
+    ``"dataflow"``
+        Results stay on chip: an op's output remains in the scratchpad (INT8) or
+        accumulator (INT32) in the layout its consumers read, until its last use
+        (allocation by liveness, next-fit per bank). Only operands that need another
+        layout go through memory: transposed ones (K^T, the DMA's transposing load),
+        the graph input and constants. A concatenation is free when its inputs are
+        results: their producers write them into place. The constant operands of
+        the next two ops (weights, bias, scale, LayerNorm gamma/beta) are loaded
+        ahead, while the current op computes (double buffering); every result is
+        stored, off the critical path. Each command carries the tokens of exactly the
+        dependencies it has on earlier commands (a load into rows a compute still
+        reads, a compute overwriting rows a store still reads, a load of memory a
+        store writes through a ``set_const`` relay on the compute queue), so the
+        queues run ahead of each other as far as the data allow. Needs
+        ``array_rows == array_cols == spad_row_bytes`` (one scratchpad row is one K
+        tile, one N tile and one vector beat).
+    ``"serial"``
+        Ops run one after the other, each loading its operands, computing and
+        storing its result; a :meth:`Program.sync` between ops orders the stores
+        before the next loads; a concatenation copies its inputs through the
+        scratchpad.
+
+    ``"auto"`` (default) is ``"dataflow"`` where the configuration allows it and the
+    live tensors fit the local memories, else ``"serial"``.
 
     Returns the program and the tensor of every name.
 
     Raises
     ------
     ValueError
-        If an op does not fit the hardware (for example a dimension past a field's
-        width or an operand larger than the scratchpad).
+        If ``schedule`` is unknown, if ``"dataflow"`` does not apply, or if an op does
+        not fit the hardware (for example a dimension past a field's width or an
+        operand larger than the scratchpad).
     """
+    if schedule not in ("auto", "dataflow", "serial"):
+        raise ValueError(f"Schedule must be 'auto', 'dataflow' or 'serial', not {schedule!r}")
+    if schedule != "serial":
+        c, d = manifest["config"], manifest["derived"]
+        if c["array_rows"] == c["array_cols"] == d["spad_row_bytes"]:
+            try:
+                return _compile(manifest, model, x, dataflow=True)
+            except _NoRoom:
+                if schedule == "dataflow":
+                    raise
+        elif schedule == "dataflow":
+            raise ValueError(f"Dataflow schedule needs array_rows == array_cols == "
+                             f"spad_row_bytes, not {c['array_rows']}, {c['array_cols']}, "
+                             f"{d['spad_row_bytes']}")
+    return _compile(manifest, model, x, dataflow=False)
+
+
+def _compile(manifest: dict, model, x, *, dataflow: bool) -> tuple[Program, dict[str, Tensor]]:
+    """:func:`compile_model` with one schedule."""
     prog = Program(manifest)
     tensors: dict[str, Tensor] = {}
     dtypes = {"int8": np.int8, "int32": np.int32}
@@ -503,52 +1093,66 @@ def compile_model(manifest: dict, model, x) -> tuple[Program, dict[str, Tensor]]
         return Tensor(first.offset, first.rows, cols, first.dtype, stride=first.stride)
 
     mult_width = manifest["config"]["requant_mult_width"]
-    first = True
+
+    def gemm_args(run) -> dict:
+        """The operands and constants of the GEMM command of a run of ops."""
+        op, c = run[0], run[0].consts
+        b = joint(run, 1) if len(run) > 1 else view(op.inputs[1])
+        bias = None
+        if len(op.inputs) > 2:
+            bias = joint(run, 2) if len(run) > 1 else view(op.inputs[2])
+        requant = "multiplier" in c
+        scale = None
+        mult = shift = 0
+        if requant:
+            cols = [_requant_columns(o.consts, view(o.output).cols) for o in run]
+            m_arr = np.concatenate([m for m, _ in cols])
+            s_arr = np.concatenate([s for _, s in cols])
+            if np.all(m_arr == m_arr[0]) and np.all(s_arr == s_arr[0]):
+                mult, shift = int(m_arr[0]), int(s_arr[0])
+            else:
+                scale = prog.place((m_arr | (s_arr << mult_width)).astype(np.int32)[None, :])
+        const_b = model.tensors[op.inputs[1]].is_const
+        return dict(a=view(op.inputs[0]), b=b, outs=[view(o.output) for o in run], bias=bias,
+                    scale=scale, mult=mult, shift=shift, requant=requant,
+                    b_transposed=bool(c.get("transpose_b")) and not const_b)
+
+    steps = []   # (kind, ops): a run of GEMMs, or one other op; slices are views
     skip = set()
     for i, op in enumerate(model.ops):
         if op.kind == "slice":
             view(op.output)
-            continue
-        if i in skip:
-            continue
-        if not first:
+        elif i not in skip:
+            run = groups.get(i, [op]) if op.kind == "gemm" else [op]
+            skip.update(range(i, i + len(run)))
+            if op.kind not in ("gemm", "softmax", "gelu", "layernorm", "residual_add",
+                               "concat"):
+                raise ValueError(f"Cannot compile op kind {op.kind!r}")
+            steps.append((op.kind, run))
+    if dataflow:
+        _Dataflow(prog, model, tensors, views, steps, gemm_args).emit()
+        return prog, tensors
+
+    for k, (kind, run) in enumerate(steps):
+        if k:
             prog.sync()
-        first = False
         prog.free_all()
+        op = run[0]
         c = op.consts
         out = view(op.output)
-        if op.kind == "gemm":
-            run = groups.get(i, [op])
-            skip.update(range(i, i + len(run)))
-            a = view(op.inputs[0])
-            b = joint(run, 1) if len(run) > 1 else view(op.inputs[1])
-            bias = None
-            if len(op.inputs) > 2:
-                bias = joint(run, 2) if len(run) > 1 else view(op.inputs[2])
-            outs = [view(o.output) for o in run]
-            const_b = model.tensors[op.inputs[1]].is_const
-            requant = "multiplier" in c
-            scale = None
-            mult = shift = 0
-            if requant:
-                cols = [_requant_columns(o.consts, view(o.output).cols) for o in run]
-                m_arr = np.concatenate([m for m, _ in cols])
-                s_arr = np.concatenate([s for _, s in cols])
-                if np.all(m_arr == m_arr[0]) and np.all(s_arr == s_arr[0]):
-                    mult, shift = int(m_arr[0]), int(s_arr[0])
-                else:
-                    scale = prog.place((m_arr | (s_arr << mult_width)).astype(np.int32)[None, :])
-            prog.matmul(a, b, outs if len(run) > 1 else out, bias=bias, scale=scale,
-                        mult=mult, shift=shift, requant=requant,
-                        b_transposed=bool(c.get("transpose_b")) and not const_b)
-        elif op.kind in ("softmax", "gelu", "layernorm"):
+        if kind == "gemm":
+            g = gemm_args(run)
+            prog.matmul(g["a"], g["b"], g["outs"] if len(run) > 1 else out, bias=g["bias"],
+                        scale=g["scale"], mult=g["mult"], shift=g["shift"],
+                        requant=g["requant"], b_transposed=g["b_transposed"])
+        elif kind in ("softmax", "gelu", "layernorm"):
             x_t = view(op.inputs[0])
-            prog.vector(op.kind, x_t, out, c["params"],
+            prog.vector(kind, x_t, out, c["params"],
                         src_space="acc" if x_t.dtype == np.int32 else "spad")
-        elif op.kind == "residual_add":
+        elif kind == "residual_add":
             prog.vector("residual", view(op.inputs[0]), out, c["params"],
                         x2=view(op.inputs[1]))
-        elif op.kind == "concat":
+        else:  # concat
             r0 = c0 = 0
             for i, name in enumerate(op.inputs):
                 src = view(name)
@@ -562,7 +1166,5 @@ def compile_model(manifest: dict, model, x) -> tuple[Program, dict[str, Tensor]]
                     r0 += src.rows
                 else:
                     c0 += src.cols
-        else:
-            raise ValueError(f"Cannot compile op kind {op.kind!r}")
     prog.end()
     return prog, tensors
