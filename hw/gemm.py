@@ -104,6 +104,7 @@ class _Tag(data.StructLayout):
             "first": 1,     # first K tile: add the bias
             "from_acc": 1,  # start from the accumulator row (K tile > 0, or accumulate)
             "final": 1,     # last K tile: the result leaves (requantized or INT32)
+            "requant": 1,   # the command requantizes its results (with ``final``)
             "pop": 1,       # last row of an N tile: its constants are used up
             "end": 1,       # last row of the command
         })
@@ -138,9 +139,16 @@ class GemmEngine(wiring.Component):
     accumulator bank than the partial sums. With ``config.dsp_packing`` the array
     puts two PEs' products in one iCE40 ``SB_MAC16`` (same timing and results; the
     design then synthesizes for iCE40 only).
-    A port that is not granted stalls its side only. ``cmd.ready`` is high while
-    the engine is idle; ``done`` pulses for one cycle when the last result is
-    written.
+    A port that is not granted stalls its side only.
+
+    Consecutive commands overlap: the next command is accepted as soon as the
+    previous one has issued all its reads, so its weight tile loads and its first
+    rows enter the array while the previous rows drain (``fill_latency`` is paid
+    once per run of back-to-back commands, not per command). Its reads of
+    scratchpad rows that the previous command writes as INT8 results, and of
+    constant rows in the previous command's accumulator rows, wait until that
+    command is done, so a command may use the previous one's results. ``done``
+    pulses for one cycle when a command's last result is written, in order.
 
     Parameters
     ----------
@@ -155,12 +163,16 @@ class GemmEngine(wiring.Component):
     const_rd : Out(ReadPortSignature) on the accumulator (bias and scale rows)
     c_wr : Out(WritePortSignature) on the accumulator (partial sums, INT32 results)
     busy : Out(1)
-        From the cycle a command is accepted to its ``done``.
+        While a command is in the engine: from the cycle the first is accepted to
+        the ``done`` of the last.
     done : Out(1)
+    row_in : Out(1)
+        High in each cycle an A row enters the array.
     cycles, rows, bubbles : Out(32)
-        Of the last command: cycles from accepted to done (inclusive), A rows that
-        entered the array, and cycles between the first and the last of them in
-        which none entered.
+        Since the last command was accepted: cycles up to its ``done`` (inclusive),
+        A rows that entered the array, and cycles between the first and the last of
+        them in which none entered. (When commands overlap, the previous command's
+        last rows may count in the next one's figures.)
 
     Raises
     ------
@@ -187,6 +199,7 @@ class GemmEngine(wiring.Component):
             "c_wr": Out(WritePortSignature(addr_width=self._acc_aw, width=acc_w)),
             "busy": Out(1),
             "done": Out(1),
+            "row_in": Out(1),
             "cycles": Out(32),
             "rows": Out(32),
             "bubbles": Out(32),
@@ -255,16 +268,28 @@ class GemmEngine(wiring.Component):
         tag_layout = _Tag(self._spad_aw, self._acc_aw)
         m.submodules.array = array = self._array
 
+        # Two commands may be in the engine: one whose rows are still draining through
+        # the array and the output stages, and the next one, accepted as soon as the
+        # front end (A, B and constant reads) of the first has issued everything. The
+        # front end works from ``cmd``; everything behind the array works from the
+        # rows' tags and the constant FIFO, so the two never mix.
         cmd = Signal(GemmCommand(c))
-        busy = Signal()
+        front = Signal()                   # ``cmd`` still has reads to issue
+        inflight = Signal(range(3))        # accepted, not yet done
         done = Signal()
-        m.d.comb += [self.cmd.ready.eq(~busy), self.busy.eq(busy), self.done.eq(done)]
         start = Signal()
-        m.d.comb += start.eq(self.cmd.valid & self.cmd.ready)
+        front_done = Signal()
+        m.d.comb += [
+            self.cmd.ready.eq(~front & (inflight != 2)),
+            self.busy.eq(inflight != 0),
+            self.done.eq(done),
+            start.eq(self.cmd.valid & self.cmd.ready),
+        ]
         with m.If(start):
-            m.d.sync += [cmd.eq(self.cmd.payload), busy.eq(1)]
-        with m.If(done):
-            m.d.sync += busy.eq(0)
+            m.d.sync += [cmd.eq(self.cmd.payload), front.eq(1)]
+        with m.Elif(front_done):
+            m.d.sync += front.eq(0)
+        m.d.sync += inflight.eq(inflight + start - done)
 
         # ---- A side: rows of A with their tags into a FIFO in front of the array.
         a_fifo = fifo.SyncFIFO(width=array.a.payload.shape().size, depth=4)
@@ -290,11 +315,49 @@ class GemmEngine(wiring.Component):
         m.d.comb += [
             a_tag.c_row.eq(c_ptr), a_tag.d_row.eq(d_ptr), a_tag.first.eq(a_first),
             a_tag.from_acc.eq(~a_first | cmd.accumulate), a_tag.final.eq(last_kt),
+            a_tag.requant.eq(cmd.requant),
             a_tag.pop.eq(last_kt & last_m), a_tag.end.eq(last_kt & last_m & last_nt),
         ]
+
+        # ---- Hazards on an older command that is still draining. The rows a command
+        # writes lie between its start rows (``d``, ``c``) and the highest rows its A
+        # side has issued (the pointers only grow), exact bounds once its front end is
+        # done. A newer command reading scratchpad rows in the older one's INT8 range
+        # (A or B), or constant rows in its accumulator range, waits for the older
+        # ``done``. Its accumulator read-modify-writes need no wait: they follow the
+        # older rows through the output stages in order, and a row still in S1 or S2
+        # is forwarded.
+        d_hi = Signal(self._spad_aw)
+        c_hi = Signal(self._acc_aw)
+        older = Signal()
+        older_rq = Signal()
+        older_d = [Signal(self._spad_aw, name=f"older_d_{e}") for e in ("lo", "hi")]
+        older_c = [Signal(self._acc_aw, name=f"older_c_{e}") for e in ("lo", "hi")]
+        with m.If(start):
+            m.d.sync += [
+                d_hi.eq(self.cmd.payload.d), c_hi.eq(self.cmd.payload.c),
+                older.eq((inflight != 0) & ~done), older_rq.eq(cmd.requant),
+                older_d[0].eq(cmd.d), older_d[1].eq(d_hi),
+                older_c[0].eq(cmd.c), older_c[1].eq(c_hi),
+            ]
+        with m.Elif(done):
+            m.d.sync += older.eq(0)
+        with m.If(self.a_rd.en & self.a_rd.grant):
+            with m.If(d_ptr > d_hi):
+                m.d.sync += d_hi.eq(d_ptr)
+            with m.If(c_ptr > c_hi):
+                m.d.sync += c_hi.eq(c_ptr)
+
+        def spad_hazard(addr):
+            return older & older_rq & (addr >= older_d[0]) & (addr <= older_d[1])
+
+        def acc_hazard(addr):
+            return older & (addr >= older_c[0]) & (addr <= older_c[1])
+
         m.d.comb += [
             self.a_rd.addr.eq(a_ptr),
-            self.a_rd.en.eq(a_run & (a_fifo.level + a_pend + 1 <= a_fifo.depth)),
+            self.a_rd.en.eq(a_run & (a_fifo.level + a_pend + 1 <= a_fifo.depth)
+                            & ~spad_hazard(a_ptr)),
         ]
         with m.If(start):
             m.d.sync += [a_run.eq(1), a_ptr.eq(self.cmd.payload.a), a_kt.eq(self.cmd.payload.a),
@@ -346,8 +409,8 @@ class GemmEngine(wiring.Component):
         b_step = Signal()
         m.d.comb += [
             self.b_rd.addr.eq(b_ptr),
-            self.b_rd.en.eq(b_run & has_row & room),
-            b_step.eq(b_run & room & (~has_row | self.b_rd.grant)),
+            self.b_rd.en.eq(b_run & has_row & room & ~spad_hazard(b_ptr)),
+            b_step.eq(b_run & room & (~has_row | (self.b_rd.en & self.b_rd.grant))),
         ]
         with m.If(start):
             m.d.sync += [b_run.eq(1), b_ptr.eq(self.cmd.payload.b), b_nt.eq(self.cmd.payload.b),
@@ -387,7 +450,7 @@ class GemmEngine(wiring.Component):
         k_nrem = Signal(DIM_WIDTH)
         want_scale = cmd.requant & cmd.per_channel
         m.d.comb += k_fifo.w_data.eq(k_entry)
-        with m.FSM():
+        with m.FSM() as k_fsm:
             with m.State("idle"):
                 with m.If(start):
                     m.d.sync += [k_bias_ptr.eq(self.cmd.payload.bias),
@@ -399,7 +462,7 @@ class GemmEngine(wiring.Component):
                     m.d.sync += [k_entry.bias[j].eq(0), k_entry.mult[j].eq(cmd.mult),
                                  k_entry.shift[j].eq(cmd.shift)]
                 m.d.comb += [self.const_rd.addr.eq(k_bias_ptr),
-                             self.const_rd.en.eq(cmd.use_bias)]
+                             self.const_rd.en.eq(cmd.use_bias & ~acc_hazard(k_bias_ptr))]
                 with m.If(~cmd.use_bias):
                     m.next = "scale"
                 with m.Elif(self.const_rd.grant):
@@ -410,7 +473,7 @@ class GemmEngine(wiring.Component):
                 m.next = "scale"
             with m.State("scale"):
                 m.d.comb += [self.const_rd.addr.eq(k_scale_ptr),
-                             self.const_rd.en.eq(want_scale)]
+                             self.const_rd.en.eq(want_scale & ~acc_hazard(k_scale_ptr))]
                 with m.If(~want_scale):
                     m.next = "push"
                 with m.Elif(self.const_rd.grant):
@@ -432,6 +495,7 @@ class GemmEngine(wiring.Component):
                         m.next = "bias"
         head = Signal(consts)
         m.d.comb += head.eq(k_fifo.r_data)
+        m.d.comb += front_done.eq(front & ~a_run & ~b_run & k_fsm.ongoing("idle"))
 
         # ---- Output: S0 reads the accumulator row, S1 adds it, S2 adds the bias and
         # writes the row or hands it to the requantizer.
@@ -448,7 +512,7 @@ class GemmEngine(wiring.Component):
         s2_free = ~s2_valid | s2_done
 
         def writes_acc(tag):
-            return ~(tag.final & cmd.requant)
+            return ~(tag.final & tag.requant)
 
         # A row whose accumulator row is still on its way to memory (M smaller than
         # the output pipeline) takes the value from S2 instead of reading it: from
@@ -494,8 +558,9 @@ class GemmEngine(wiring.Component):
         with m.If(s1_moves):
             m.d.sync += [s2_valid.eq(1), s2_sum.eq(s1_total), s2_tag.eq(s1_tag)]
 
+        # The constant entry's bias is 0 when the command has none.
         for j in range(C):
-            with m.If(s2_tag.first & cmd.use_bias):
+            with m.If(s2_tag.first):
                 m.d.comb += s2_total[j].eq(s2_sum[j] + head.bias[j])
             with m.Else():
                 m.d.comb += s2_total[j].eq(s2_sum[j])
@@ -537,12 +602,13 @@ class GemmEngine(wiring.Component):
 
         # ---- Performance counters of the last command.
         a_in = array.a.valid & array.a.ready
+        m.d.comb += self.row_in.eq(a_in)
         seen = Signal()
         gap = Signal(32)
         with m.If(start):
             m.d.sync += [self.cycles.eq(1), self.rows.eq(0), self.bubbles.eq(0), seen.eq(0),
                          gap.eq(0)]
-        with m.Elif(busy):
+        with m.Elif(inflight != 0):
             m.d.sync += self.cycles.eq(self.cycles + 1)
             with m.If(a_in):
                 m.d.sync += [self.rows.eq(self.rows + 1), seen.eq(1), gap.eq(0)]

@@ -235,7 +235,9 @@ class AcceleratorCore(wiring.Component):
         with m.Elif(store.done & (store.error != 0)):
             m.d.comb += cp.exec_error.eq(store.error)
 
-        # Compute: one command at a time, so that completions stay in order.
+        # Compute: one command at a time, so that completions stay in order, except
+        # that a GEMM may follow a GEMM while it drains (the engine keeps its two
+        # commands' reads and writes apart and completes them in order).
         opcode = cp.compute.payload.header.opcode
         is_gemm = opcode == isa.OPCODES["gemm"].code
         g = cp.compute.payload.gemm
@@ -271,9 +273,10 @@ class AcceleratorCore(wiring.Component):
         m.d.comb += [
             gemm.cmd.valid.eq(cp.compute.valid & is_gemm & ~const_done & ~vec_busy
                               & ~rq_busy),
-            cp.compute.ready.eq(~gemm.busy & ~vec_busy & ~rq_busy & ~const_done
+            cp.compute.ready.eq(~vec_busy & ~rq_busy & ~const_done
                                 & Mux(is_gemm, gemm.cmd.ready,
-                                      Mux(is_vec, vec_ready, Mux(is_rq, rq_ready, 1)))),
+                                      ~gemm.busy & Mux(is_vec, vec_ready,
+                                                       Mux(is_rq, rq_ready, 1)))),
             cp.compute_done.eq(gemm.done | vec_done | rq_done | const_done),
         ]
         m.d.sync += const_done.eq(0)
@@ -306,8 +309,8 @@ class AcceleratorCore(wiring.Component):
                 m.d.sync += counters["vector_busy"].eq(counters["vector_busy"] + 1)
             with m.If(load.desc.valid & ~load.desc.ready):
                 m.d.sync += counters["dma_read_stall"].eq(counters["dma_read_stall"] + 1)
-        with m.If(gemm.done):
-            m.d.sync += counters["gemm_rows"].eq(counters["gemm_rows"] + gemm.rows)
+        with m.If(cp.busy & gemm.row_in):
+            m.d.sync += counters["gemm_rows"].eq(counters["gemm_rows"] + 1)
         m.d.comb += [counters["load_bytes"].eq(load.bytes - byte_base["load_bytes"]),
                      counters["store_bytes"].eq(store.bytes - byte_base["store_bytes"])]
         for name, sig in counters.items():

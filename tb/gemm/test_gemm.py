@@ -10,13 +10,21 @@ import random
 import cocotb
 import numpy as np
 import pytest
+from cocotb.triggers import FallingEdge, RisingEdge
 
+from intformer.gen.bench.gemm import Layout, plan
 from intformer.gen.bench.gemm_sim import GemmHost
 from intformer.gen.sim.drivers import rng
-from intformer.sw.golden import MAX_SHIFT, MULT_WIDTH
+from intformer.sw.golden import MAX_SHIFT, MULT_WIDTH, gemm, requantize
 
 #: Random shapes per configuration (four configurations: over 200 in all).
 SHAPES = 55
+#: Chains of dependent back-to-back commands per configuration.
+CHAINS = 6
+
+
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
 
 
 def random_case(host, g, r):
@@ -107,6 +115,141 @@ async def run_gemm(dut):
         await host.gemm(a, b, r=r, **opts)
         count += 1
     dut._log.info("%d random shapes passed", count)
+
+
+async def run_commands(host, cmds: list[dict]) -> int:
+    """Send ``cmds`` back to back; wait for every ``done``; return the cycles the
+    engine was busy."""
+    dut = host.dut
+    host.cmd.send([{"accumulate": 0, "use_bias": 0, "requant": 0, "per_channel": 0,
+                    "mult": 0, "shift": 0, "bias": 0, "scale": 0, **c} for c in cmds])
+    done = busy = 0
+    while done < len(cmds):
+        await RisingEdge(dut.clk)
+        busy += int(dut.busy.value)
+        done += int(dut.done.value)
+    await FallingEdge(dut.clk)
+    return busy
+
+
+async def chain_case(host, g, r):
+    """Commands that each use earlier results, sent back to back so that the engine
+    overlaps them: an INT8 result as the next B (and as a later A when its rows have
+    the A layout, ``array_rows == array_cols``), an INT32 result row as a bias, and
+    a command accumulating onto INT32 rows written two commands before."""
+    R, C, ow = host.R, host.C, host.ow
+    lanes = host.spad_bits // ow
+    spad_bank = host.p["spad_rows"] // host.p["spad_banks"]
+    acc_bank = host.p["acc_rows"] // host.p["acc_banks"]
+    free = {0: 0, 1: spad_bank}     # next free scratchpad row in banks 0 and 1
+    rows = {}
+
+    def place(bank, mat, width):
+        """Put ``mat`` into the scratchpad, ``width`` columns per row; return the
+        address and the stride."""
+        at = free[bank]
+        chunks = _ceil(mat.shape[1], width)
+        for i in range(mat.shape[0]):
+            for t in range(chunks):
+                vals = list(mat[i, t * width:(t + 1) * width])
+                vals += [r.randrange(-128, 128) for _ in range(lanes - len(vals))]
+                rows[at + i * chunks + t] = host._pack(vals, ow)
+        free[bank] += mat.shape[0] * chunks
+        return at, chunks
+
+    def reserve(bank, n_rows):
+        at = free[bank]
+        free[bank] += n_rows
+        return at
+
+    def dims(hi_r, hi_c):
+        return int(g.integers(1, hi_r)), int(g.integers(1, hi_c))
+
+    m1, k1 = dims(3 * R + 2, 3 * R + 2)
+    n1 = int(g.integers(1, 3 * C + 2))
+    nt1 = _ceil(n1, C)
+    a1 = g.integers(-128, 128, size=(m1, k1))
+    b1 = g.integers(-128, 128, size=(k1, n1))
+    bias1 = g.integers(-2**12, 2**12, size=n1)
+    mult, shift = int(g.integers(2**10, 2**16)), int(g.integers(8, 14))
+    a1_at, kt1 = place(0, a1, R)
+    b1_at, _ = place(1, b1, C)
+    d1_at = reserve(1, m1 * nt1)
+    cmds = [dict(a=a1_at, a_stride=kt1, b=b1_at, b_stride=nt1, c=0, c_stride=nt1,
+                 d=d1_at, d_stride=nt1, m=m1, k=k1, n=n1, use_bias=1, bias=acc_bank,
+                 requant=1, mult=mult, shift=shift)]
+    d1 = requantize(gemm(a1, b1, bias1), mult, shift, out_bits=ow)
+    # 2: B = D1 (K = m1), INT32 result C2
+    m2 = int(g.integers(1, 2 * R + 2))
+    a2 = g.integers(-128, 128, size=(m2, m1))
+    a2_at, kt2 = place(0, a2, R)
+    c2 = m1 * nt1
+    cmds.append(dict(a=a2_at, a_stride=kt2, b=d1_at, b_stride=nt1, c=c2, c_stride=nt1,
+                     d=0, d_stride=0, m=m2, k=m1, n=n1))
+    c2_want = gemm(a2, d1)
+    # 3: bias = row 0 of C2
+    a3 = g.integers(-128, 128, size=(m2, m1))
+    a3_at, _ = place(0, a3, R)
+    c3 = c2 + m2 * nt1
+    cmds.append(dict(cmds[-1], a=a3_at, c=c3, use_bias=1, bias=c2))
+    c3_want = gemm(a3, d1, c2_want[0])
+    # 4: accumulate onto C2
+    cmds.append(dict(cmds[1], accumulate=1))
+    c2_want = gemm(a2, d1, c2_want)
+    checks = [("acc", c2, m2, n1, c2_want), ("acc", c3, m2, n1, c3_want)]
+    if R == C and lanes >= R:
+        # 5: A = D1 (K = n1), requantized into D5
+        n5 = int(g.integers(1, 2 * C + 2))
+        nt5 = _ceil(n5, C)
+        b5 = g.integers(-128, 128, size=(n1, n5))
+        b5_at, _ = place(1, b5, C)
+        d5_at = reserve(1, m1 * nt5)
+        cmds.append(dict(a=d1_at, a_stride=nt1, b=b5_at, b_stride=nt5, c=c3 + m2 * nt1,
+                         c_stride=nt5, d=d5_at, d_stride=nt5, m=m1, k=n1, n=n5, requant=1,
+                         mult=mult, shift=shift))
+        checks.append(("spad", d5_at, m1, n5, requantize(gemm(d1, b5), mult, shift,
+                                                         out_bits=ow)))
+    await host.write("spad", rows)
+    bias_row = list(bias1) + [0] * (nt1 * C - n1)
+    await host.write("acc", {acc_bank + t: host._pack(bias_row[t * C:(t + 1) * C],
+                                                      host.lane_bits) for t in range(nt1)})
+    await run_commands(host, cmds)
+    for space, at, m, n, want in checks:
+        stride = _ceil(n, C)
+        got = await host.result(Layout(a=0, a_stride=0, b=0, b_stride=0, c=at,
+                                       c_stride=stride, d=at, d_stride=stride, bias=0,
+                                       scale=0), m, n, requant=space == "spad")
+        bad = np.argwhere(got != want)
+        assert not bad.size, (f"chain from {m1}x{k1}x{n1}: {space} result at {at}: "
+                              f"{len(bad)} mismatches, first at {tuple(bad[0])}: got "
+                              f"{got[tuple(bad[0])]} want {want[tuple(bad[0])]}")
+
+
+@cocotb.test()
+async def run_chains(dut):
+    """Dependent commands back to back, and the overlap of independent ones."""
+    host = GemmHost(dut)
+    await host.start()
+    r = rng()
+    g = np.random.default_rng(r.getrandbits(32))
+    for _ in range(CHAINS):
+        await chain_case(host, g, r)
+    # Two independent commands of whole tiles (M >= array_rows hides each weight
+    # load): the second one's fill overlaps the first one's drain.
+    R, C = host.R, host.C
+    mm, kk, nn = max(R, 3), 2 * R, 2 * C
+    lay = plan(host.p, mm, kk, nn)
+    await host.load(lay, g.integers(-128, 128, size=(mm, kk)),
+                    g.integers(-128, 128, size=(kk, nn)), r=r)
+    cmd = dict(lay.__dict__, m=mm, k=kk, n=nn)
+    one = await run_commands(host, [cmd])
+    two = await run_commands(host, [cmd, cmd])
+    rows = mm * 4
+    dut._log.info("one command %d cycles, two back to back %d (%d rows each)", one, two, rows)
+    # The next command starts its reads once the previous one has issued its last A
+    # row, so its first weight tile (array_rows rows) is loaded while that row
+    # drains, not hidden behind it: the array_rows + 1 cycles are the rest of a fill.
+    assert two <= one + rows + R + 1, f"no overlap: one command {one} cycles, two {two}"
 
 
 CONFIGS = {
