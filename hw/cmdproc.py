@@ -18,7 +18,7 @@ raises ``irq``. The next ``start`` runs a new stream from a clean state.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -46,9 +46,11 @@ def _err(name: str) -> int:
 class CommandProcessor(wiring.Component):
     """Fetch, check and dispatch a command stream; keep the dependency tokens.
 
-    Timing: a command takes three cycles from the fetch buffer into its queue
-    (latch, check, dispatch); fetches of up to :attr:`fetch_chunk` commands are
-    issued ahead while the fetch buffer has room. A queue issues one command per
+    Timing: a command takes a cycle to latch it from the fetch buffer, the cycles of
+    its checks (:meth:`_checker`: one for the flag checks, then per range or window
+    check two plus one per bit of its ``rows - 1`` factor; a one-row load takes 9) and
+    a cycle to dispatch it into its queue. Fetches of up to :attr:`fetch_chunk`
+    commands are issued ahead while the fetch buffer has room. A queue issues one command per
     cycle when its tokens are there, its executor is ready and fewer than
     :attr:`max_inflight` of its commands are unfinished.
 
@@ -150,119 +152,223 @@ class CommandProcessor(wiring.Component):
 
     # Checks ---------------------------------------------------------------------------------
 
-    def _check(self, m: Module, cmd, window_size) -> tuple[Signal, Signal]:
-        """Combinational error code and queue index of the command view ``cmd``.
+    def _program(self, cmd) -> dict:
+        """The checks of every command type, as steps for :meth:`_checker`.
+
+        Returns ``{opcodes: steps}`` (command types with the same steps share one
+        entry). A step is ``("flags", [(bad, error name), ...])``
+        (the first bad one decides), ``("fits", guard, space, first, rows, stride,
+        amount, per_row, half)``: bad when ``guard`` and not ``ceil(amount / per_row)``
+        rows fit after ``first + (rows - 1) * stride`` in ``space`` (``per_row`` a
+        constant or a (scratchpad, accumulator) pair; with ``half`` each row counts
+        twice), error ``<space>_range``; or ``("extent", first, rows, stride, amount)``:
+        bad when ``first + (rows - 1) * stride + amount`` exceeds the window,
+        ``dma_window``.
 
         The order of the checks is the order :class:`intformer.sw.commands.Checker`
         documents; that class is the reference the tests compare with."""
         c = self._config
-        depth = {"spad": c.spad_rows, "acc": c.acc_rows}
-        row_bytes = {"spad": c.spad_row_bytes, "acc": c.acc_row_bytes}
-        row_elems = {"spad": c.spad_row_bytes, "acc": c.array_cols}
-        err = Signal(8)
-        queue = Signal(2)
+        sp, ac = isa.SPACES["spad"], isa.SPACES["acc"]
+        programs = {}
+        for op in isa.OPCODES.values():
+            if op.name == "store":
+                continue            # with load: the same fields at the same bits
+            codes = (op.code, isa.OPCODES["store"].code) if op.name == "load" else (op.code,)
+            v = getattr(cmd, op.name)
+            present = op.name in self._implemented and getattr(c, f"has_{op.name}", True)
+            flags = [(Const(int(not present), 1), "unit_absent")]
+            steps = [("flags", flags)]
+            programs[codes] = steps
+            if not present:
+                continue
+            if op.name == "load":
+                is_load = cmd.header.opcode == op.code
+                # load pops/pushes only towards compute (next), store only towards it (prev).
+                flags.append((Mux(is_load, v.pop_prev | v.push_prev, v.pop_next | v.push_next),
+                              "bad_dependency"))
+                flags.append(((v.rows == 0) | (v.row_bytes == 0), "zero_length"))
+                tr = is_load & v.transpose
+                L = c.spad_row_bytes
+                flags.append((tr & ((v.space != sp) | (v.rows > L) | (v.row_bytes > L)),
+                              "bad_shape"))
+                steps += [
+                    ("fits", ~tr, v.space, v.loc, v.rows, v.loc_stride, v.row_bytes,
+                     (c.spad_row_bytes, c.acc_row_bytes), False),
+                    ("fits", tr, sp, v.loc, v.row_bytes, v.loc_stride, 1, 1, False),
+                    ("extent", v.dram, v.rows, v.dram_stride, v.row_bytes),
+                ]
+            elif op.name == "gemm":
+                R, C = c.array_rows, c.array_cols
+                flags.append(((v.m == 0) | (v.k == 0) | (v.n == 0), "zero_length"))
+                steps += [
+                    ("fits", 1, sp, v.a, v.m, v.a_stride, v.k, R, False),
+                    ("fits", 1, sp, v.b, v.k, v.b_stride, v.n, C, False),
+                    ("fits", 1, ac, v.c, v.m, v.c_stride, v.n, C, False),
+                    ("fits", v.requant, sp, v.d, v.m, v.d_stride, v.n, C, False),
+                    ("fits", v.use_bias, ac, v.bias, 1, 0, v.n, C, False),
+                    ("fits", v.requant & v.per_channel, ac, v.scale, 1, 0, v.n, C, False),
+                ]
+            elif op.name == "requant":
+                flags.append((v.rows == 0, "zero_length"))
+                steps += [
+                    ("fits", 1, ac, v.src, 1, 0, v.rows, 1, False),
+                    ("fits", 1, sp, v.dst, v.rows, v.dst_stride, 1, 1, False),
+                    ("fits", v.per_channel, ac, v.scale, 1, 0, 1, 1, False),
+                ]
+            elif op.name in ("gelu", "softmax", "layernorm", "residual"):
+                flags += [((v.rows == 0) | (v.length == 0), "zero_length"),
+                          (v.length > c.vector_max_row, "bad_shape")]
+                elems = (c.spad_row_bytes, c.array_cols)
+                steps.append(("fits", 1, v.src_space, v.src, v.rows, v.src_stride, v.length,
+                              elems, False))
+                if op.name == "residual":
+                    steps.append(("fits", 1, v.src2_space, v.src2, v.rows, v.src2_stride,
+                                  v.length, elems, False))
+                elif op.name == "layernorm":
+                    # gamma then beta: two rows of ceil(length / e) local rows each.
+                    steps.append(("fits", 1, v.src2_space, v.src2, 1, 0, v.length, elems,
+                                  True))
+                steps.append(("fits", 1, v.dst_space, v.dst, v.rows, v.dst_stride, v.length,
+                              elems, False))
+            elif op.name == "set_const":
+                flags.append((v.index >= isa.N_CONSTANTS, "bad_constant"))
+        return programs
+
+    def _checker(self, m: Module, cmd, window_size, active):
+        """Run the checks of the command view ``cmd`` one step at a time while ``active``
+        (from its rise to ``done``); returns (done pulse, error code, queue index).
+
+        One cycle per ``flags`` step; a ``fits`` or ``extent`` step takes two cycles
+        plus one per bit of ``rows - 1``: the product ``(rows - 1) * stride`` is summed
+        by shift and add, so the checker has no multiplier, and one adder and
+        comparator serve every check."""
+        c = self._config
+        programs = self._program(cmd)
         code = cmd.header.opcode
-
-        def room(space, first, rows, stride):
-            """Rows left after ``first + (rows - 1) * stride`` (negative: none)."""
-            r = Signal(signed(40))
-            m.d.comb += r.eq(depth[space] - first - (rows - 1) * stride)
-            return r
-
-        def fits(space, first, rows, stride, amount, per_row):
-            """``ceil(amount / per_row)`` local rows fit after the operand's last row start;
-            ``ceil(a / w) <= r`` is ``a <= r * w`` and needs no divider."""
-            r = room(space, first, rows, stride)
-            return (r > 0) & (amount <= r * per_row)
-
-        def first_failure(checks):
-            """Chain of (bad condition, error name): the first bad one decides."""
-            with m.If(checks[0][0]):
-                m.d.comb += err.eq(_err(checks[0][1]))
-            for bad, name in checks[1:]:
-                with m.Elif(bad):
-                    m.d.comb += err.eq(_err(name))
-
-        queues = {q: i for i, q in enumerate(isa.QUEUES)}
+        queue = Signal(2)
         with m.Switch(code):
-            for op in isa.OPCODES.values():
-                with m.Case(op.code):
-                    m.d.comb += queue.eq(queues[op.queue])
-                    v = getattr(cmd, op.name)
-                    checks = []
-                    present = op.name in self._implemented and \
-                        getattr(c, f"has_{op.name}", True)
-                    checks.append((Const(int(not present), 1), "unit_absent"))
-                    if op.queue == "load":
-                        checks.append((v.pop_prev | v.push_prev, "bad_dependency"))
-                    if op.queue == "store":
-                        checks.append((v.pop_next | v.push_next, "bad_dependency"))
-                    if op.name in ("load", "store"):
-                        checks.append(((v.rows == 0) | (v.row_bytes == 0), "zero_length"))
-                        tr = v.transpose if op.name == "load" else Const(0, 1)
-                        L = c.spad_row_bytes
-                        checks.append((tr & ((v.space != isa.SPACES["spad"]) | (v.rows > L)
-                                             | (v.row_bytes > L)), "bad_shape"))
-                        for space in ("spad", "acc"):
-                            ok = fits(space, v.loc, v.rows, v.loc_stride, v.row_bytes,
-                                      row_bytes[space])
-                            checks.append(((v.space == isa.SPACES[space]) & ~tr & ~ok,
-                                           f"{space}_range"))
-                        ok_t = fits("spad", v.loc, v.row_bytes, v.loc_stride, 1, 1)
-                        checks.append((tr & ~ok_t, "spad_range"))
-                        extent = Signal(48, name=f"{op.name}_extent")
-                        m.d.comb += extent.eq(v.dram + (v.rows - 1) * v.dram_stride
-                                              + v.row_bytes)
-                        checks.append((extent > window_size, "dma_window"))
-                    elif op.name == "gemm":
-                        # K tiles: ceil(k / R) chunks of A rows; N tiles: ceil(n / C).
-                        R, C = c.array_rows, c.array_cols
-                        checks += [
-                            ((v.m == 0) | (v.k == 0) | (v.n == 0), "zero_length"),
-                            (~fits("spad", v.a, v.m, v.a_stride, v.k, R), "spad_range"),
-                            (~fits("spad", v.b, v.k, v.b_stride, v.n, C), "spad_range"),
-                            (~fits("acc", v.c, v.m, v.c_stride, v.n, C), "acc_range"),
-                            (v.requant & ~fits("spad", v.d, v.m, v.d_stride, v.n, C),
-                             "spad_range"),
-                            (v.use_bias & ~fits("acc", v.bias, 1, 0, v.n, C), "acc_range"),
-                            (v.requant & v.per_channel & ~fits("acc", v.scale, 1, 0, v.n, C),
-                             "acc_range"),
-                        ]
-                    elif op.name == "requant":
-                        checks += [
-                            (v.rows == 0, "zero_length"),
-                            (~fits("acc", v.src, 1, 0, v.rows, 1), "acc_range"),
-                            (~fits("spad", v.dst, v.rows, v.dst_stride, 1, 1), "spad_range"),
-                            (v.per_channel & ~fits("acc", v.scale, 1, 0, 1, 1),
-                             "acc_range"),
-                        ]
-                    elif op.name in ("gelu", "softmax", "layernorm", "residual"):
-                        checks += [
-                            ((v.rows == 0) | (v.length == 0), "zero_length"),
-                            (v.length > c.vector_max_row, "bad_shape"),
-                        ]
-                        operands = [("src", v.src, v.src_stride, v.src_space, v.rows, 1)]
-                        if op.name == "residual":
-                            operands.append(("src2", v.src2, v.src2_stride, v.src2_space,
-                                             v.rows, 1))
-                        elif op.name == "layernorm":
-                            operands.append(("src2", v.src2, 0, v.src2_space, 1, 2))
-                        operands.append(("dst", v.dst, v.dst_stride, v.dst_space, v.rows, 1))
-                        for _, first, stride, sel, rows, mult in operands:
-                            for space in ("spad", "acc"):
-                                r = room(space, first, rows, stride)
-                                # mult * ceil(L / e) <= r  <=>  L <= floor(r / mult) * e
-                                ok = ((r >= mult)
-                                      & (v.length <= (r >> (mult - 1)) * row_elems[space]))
-                                checks.append(((sel == isa.SPACES[space]) & ~ok,
-                                               f"{space}_range"))
-                    elif op.name == "set_const":
-                        checks.append((v.index >= isa.N_CONSTANTS, "bad_constant"))
-                    if checks:
-                        first_failure(checks)
+            for i, q in enumerate(isa.QUEUES):
+                codes = [op.code for op in isa.OPCODES.values() if op.queue == q]
+                with m.Case(*codes):
+                    m.d.comb += queue.eq(i)
+        widths = {"first": 32, "rows": 16, "stride": 20, "amount": 16}
+        per_rows = sorted({w for steps in programs.values() for s in steps if s[0] == "fits"
+                           for w in (s[7] if isinstance(s[7], tuple) else (s[7],))})
+        n_steps = max(len(steps) for steps in programs.values())
+
+        k = Signal(range(n_steps))
+        loaded = Signal()            # the step's product is being summed
+        is_flags = Signal()
+        is_ext = Signal()
+        last = Signal()
+        flags_err = Signal(8)
+        guard = Signal()
+        space = Signal()
+        half = Signal()
+        wsel = Signal(range(len(per_rows)))
+        ops = {name: Signal(w, name=f"check_{name}") for name, w in widths.items()}
+
+        def set_flags(flags):
+            with m.If(flags[0][0]):
+                m.d.comb += flags_err.eq(_err(flags[0][1]))
+            for bad, name in flags[1:]:
+                with m.Elif(bad):
+                    m.d.comb += flags_err.eq(_err(name))
+
+        def per_row_index(w, sel):
+            if isinstance(w, tuple):
+                return Mux(sel == isa.SPACES["acc"], per_rows.index(w[1]), per_rows.index(w[0]))
+            return per_rows.index(w)
+
+        with m.Switch(code):
+            for codes, steps in programs.items():
+                with m.Case(*codes):
+                    with m.Switch(k):
+                        for i, step in enumerate(steps):
+                            with m.Case(i):
+                                m.d.comb += last.eq(i == len(steps) - 1)
+                                if step[0] == "flags":
+                                    m.d.comb += is_flags.eq(1)
+                                    set_flags(step[1])
+                                elif step[0] == "fits":
+                                    _, g, sel, first, rows, stride, amount, w, h = step
+                                    m.d.comb += [
+                                        guard.eq(g), space.eq(sel), half.eq(h),
+                                        wsel.eq(per_row_index(w, sel)),
+                                        ops["first"].eq(first), ops["rows"].eq(rows),
+                                        ops["stride"].eq(stride), ops["amount"].eq(amount),
+                                    ]
+                                else:
+                                    _, first, rows, stride, amount = step
+                                    m.d.comb += [
+                                        is_ext.eq(1), ops["first"].eq(first),
+                                        ops["rows"].eq(rows), ops["stride"].eq(stride),
+                                        ops["amount"].eq(amount),
+                                    ]
             with m.Default():
-                m.d.comb += err.eq(_err("unknown_opcode"))
-        return err, queue
+                m.d.comb += [is_flags.eq(1), last.eq(1), flags_err.eq(_err("unknown_opcode"))]
+
+        # (rows - 1) * stride, least significant multiplier bit first; rows of 1 take no
+        # step. rows == 0 is a zero_length error, found before any range check.
+        pw = widths["rows"] + widths["stride"]
+        mplier = Signal(widths["rows"])
+        mcand = Signal(pw)
+        prod = Signal(pw)
+        # Room left after the operand's last row start (negative: none), as in the
+        # reference: depth - first - (rows - 1) * stride.
+        end = Signal(pw + 1)
+        r = Signal(signed(pw + 3))
+        r2 = Signal(signed(pw + 3))
+        m.d.comb += [
+            end.eq(ops["first"] + prod),
+            r.eq(Mux(space == isa.SPACES["acc"], c.acc_rows, c.spad_rows) - end),
+            r2.eq(Mux(half, r >> 1, r)),
+        ]
+        fits_ok = Signal()
+        with m.Switch(wsel):
+            for i, w in enumerate(per_rows):
+                with m.Case(i):
+                    m.d.comb += fits_ok.eq((r2 > 0) & (ops["amount"] <= r2 * w))
+        bad = Signal()
+        err = Signal(8)
+        m.d.comb += [
+            bad.eq(Mux(is_ext, end + ops["amount"] > window_size, guard & ~fits_ok)),
+            err.eq(Mux(is_ext, _err("dma_window"),
+                       Mux(space == isa.SPACES["acc"], _err("acc_range"), _err("spad_range")))),
+        ]
+
+        done = Signal()
+        result = Signal(8)
+        m.d.comb += done.eq(0)
+
+        def finish(e):
+            m.d.comb += [done.eq(1), result.eq(e)]
+            m.d.sync += [k.eq(0), loaded.eq(0)]
+
+        with m.If(~active):
+            m.d.sync += [k.eq(0), loaded.eq(0)]
+        with m.Else():
+            with m.If(is_flags):
+                with m.If(flags_err != 0):
+                    finish(flags_err)
+                with m.Elif(last):
+                    finish(0)
+                with m.Else():
+                    m.d.sync += k.eq(k + 1)
+            with m.Elif(~loaded):
+                m.d.sync += [loaded.eq(1), prod.eq(0), mcand.eq(ops["stride"]),
+                             mplier.eq(Mux(ops["rows"] == 0, 0, ops["rows"] - 1))]
+            with m.Elif(mplier != 0):
+                with m.If(mplier[0]):
+                    m.d.sync += prod.eq(prod + mcand)
+                m.d.sync += [mcand.eq(mcand << 1), mplier.eq(mplier >> 1)]
+            with m.Elif(bad):
+                finish(err)
+            with m.Elif(last):
+                finish(0)
+            with m.Else():
+                m.d.sync += [k.eq(k + 1), loaded.eq(0)]
+        return done, result, queue
 
     # Elaboration ----------------------------------------------------------------------------
 
@@ -370,17 +476,22 @@ class CommandProcessor(wiring.Component):
         m.d.sync += committed.eq(committed + committed_add - committed_sub)
 
         # Check and dispatch ----------------------------------------------------------------
-        cmd_raw = Signal(CB)
-        cmd = data.View(self._layout, cmd_raw)
-        stage = Signal(2)     # 0 empty, 1 latched, 2 checked
+        # The command is checked and dispatched in place, at the head of the fetch
+        # buffer (its output register), which is popped when it is dispatched.
+        cmd = data.View(self._layout, fbuf.r_data)
+        stage = Signal(2)     # 0 empty, 1 being checked, 2 checked
         chk_err = Signal(8)
         chk_queue = Signal(2)
-        err_c, queue_c = self._check(m, cmd, window_size)
+        chk_done, err_c, queue_c = self._checker(
+            m, cmd, window_size, running & ~aborting & ~ending & (stage == 1))
         dispatched = Signal(32)
 
+        # Each queue stores only the bits up to the last field of its command types.
         queues = {}
         for q in isa.QUEUES:
-            qf = fifo.SyncFIFOBuffered(width=CB, depth=c.cmd_queue_depth)
+            used = max(f.offset + f.width for op in isa.OPCODES.values() if op.queue == q
+                       for f in (*isa.HEADER, *op.fields))
+            qf = fifo.SyncFIFOBuffered(width=used, depth=c.cmd_queue_depth)
             m.submodules[f"{q}_queue"] = qf
             queues[q] = qf
 
@@ -388,13 +499,13 @@ class CommandProcessor(wiring.Component):
         with m.If(running & ~aborting & ~ending):
             with m.If(stage == 0):
                 with m.If((committed != 0) & fbuf.r_rdy):
-                    m.d.comb += [fbuf.r_en.eq(1), committed_sub.eq(1)]
-                    m.d.sync += [cmd_raw.eq(fbuf.r_data), stage.eq(1)]
+                    m.d.sync += stage.eq(1)
                 with m.Elif((to_request == 0) & ~awaiting & (fbuf.level == 0)):
                     m.d.sync += [error.eq(_err("no_end")), index.eq(dispatched),
                                  aborting.eq(1)]
             with m.Elif(stage == 1):
-                m.d.sync += [chk_err.eq(err_c), chk_queue.eq(queue_c), stage.eq(2)]
+                with m.If(chk_done):
+                    m.d.sync += [chk_err.eq(err_c), chk_queue.eq(queue_c), stage.eq(2)]
             with m.Else():
                 with m.If(chk_err != 0):
                     m.d.sync += [error.eq(chk_err), index.eq(dispatched), aborting.eq(1),
@@ -404,9 +515,10 @@ class CommandProcessor(wiring.Component):
                 with m.Else():
                     for i, q in enumerate(isa.QUEUES):
                         with m.If(chk_queue == i):
-                            m.d.comb += [queues[q].w_data.eq(cmd_raw),
+                            m.d.comb += [queues[q].w_data.eq(fbuf.r_data),
                                          queues[q].w_en.eq(1)]
                             with m.If(queues[q].w_rdy):
+                                m.d.comb += [fbuf.r_en.eq(1), committed_sub.eq(1)]
                                 m.d.sync += [stage.eq(0), dispatched.eq(dispatched + 1)]
         end_irq = Signal()
         with m.If(running & ~aborting & ~ending & (stage == 2) & (chk_err == 0)
@@ -431,7 +543,7 @@ class CommandProcessor(wiring.Component):
         for q in isa.QUEUES:
             qf = queues[q]
             out = getattr(self, q)
-            head = data.View(self._layout, qf.r_data)
+            head = out.payload
             pop_prev_tok, pop_next_tok, push_prev_tok, push_next_tok = edges[q]
             m.submodules[f"{q}_inflight"] = inflight = fifo.SyncFIFO(width=2,
                                                                       depth=self.max_inflight)
