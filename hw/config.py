@@ -77,6 +77,8 @@ class Config:
     has_requant: bool = _f("units", True,
                            "Include the standalone requant unit (the requant command; "
                            "gemm requantizes on its own either way)")
+    perf_counters: bool = _f("units", True,
+                             "Include the performance counters (the perf_* registers)")
     # queues
     cmd_queue_depth: int = _f("queues", 8, "Depth of each of the load, compute and store queues")
     dep_queue_depth: int = _f("queues", 4, "Depth of each dependency-token queue")

@@ -210,15 +210,16 @@ class RegisterMap:
             for reg in self._registers}
 
 
-def standard_registers(*, addr_width: int = 32) -> RegisterMap:
+def standard_registers(*, addr_width: int = 32, perf_counters: bool = True) -> RegisterMap:
     """The registers every accelerator has; the top adds its own after these.
 
     ``ctrl`` (start, soft_reset pulses), ``status`` (busy, done, error code),
     ``irq_enable`` / ``irq_status`` (done, error; status is write-one-to-clear),
     ``window_base`` / ``window_limit`` (DMA window ``[base, limit)``, byte addresses),
-    ``error_addr`` (address recorded with the last DMA error), and the performance
-    counters ``perf_cycles_busy``, ``perf_bytes_read``, ``perf_bytes_written``,
-    ``perf_stall_cycles``. Addresses wider than 32 bits get ``*_hi`` registers.
+    ``error_addr`` (address recorded with the last DMA error), and, with
+    ``perf_counters``, the performance counters ``perf_cycles_busy``,
+    ``perf_bytes_read``, ``perf_bytes_written``, ``perf_stall_cycles``. Addresses wider
+    than 32 bits get ``*_hi`` registers.
     """
     check_width("standard_registers", "addr_width", addr_width, lo=12, hi=64)
     regs = RegisterMap([
@@ -247,7 +248,8 @@ def standard_registers(*, addr_width: int = 32) -> RegisterMap:
     for name, doc in (("perf_cycles_busy", "Cycles the accelerator was busy"),
                       ("perf_bytes_read", "Bytes the DMA read"),
                       ("perf_bytes_written", "Bytes the DMA wrote"),
-                      ("perf_stall_cycles", "Busy cycles spent waiting for memory")):
+                      ("perf_stall_cycles", "Busy cycles spent waiting for memory")
+                      ) if perf_counters else ():
         regs.add(Register(name, [Field("count", 32, access="ro")], doc=doc))
     return regs
 

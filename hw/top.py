@@ -92,7 +92,8 @@ class AcceleratorCore(wiring.Component):
     error : Out(8)
     error_index : Out(32)
     count_<name> : Out(32)
-        Performance counters (:data:`COUNTERS`), cleared by ``start``.
+        Performance counters (:data:`COUNTERS`), cleared by ``start``; 0 without
+        ``perf_counters``.
 
     Raises
     ------
@@ -122,7 +123,8 @@ class AcceleratorCore(wiring.Component):
     def manifest(self) -> dict:
         """Command encodings, error codes and counters for ``manifest.json``."""
         return {**isa.manifest_section(implemented(self._config), CONSTANTS),
-                "counters": {name: i for i, name in enumerate(COUNTERS)}}
+                "counters": {name: i for i, name in enumerate(COUNTERS)}
+                if self._config.perf_counters else {}}
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -292,7 +294,12 @@ class AcceleratorCore(wiring.Component):
                         with m.Case(i):
                             m.d.sync += sig.eq(cp.compute.payload.set_const.value)
 
-        # Performance counters.
+        if c.perf_counters:
+            self._counters(m, cp, gemm, load, store, vec_busy)
+        return m
+
+    def _counters(self, m, cp, gemm, load, store, vec_busy) -> None:
+        """The performance counters."""
         counters = {name: Signal(32, name=f"count_{name}") for name in COUNTERS}
         byte_base = {"load_bytes": Signal(32), "store_bytes": Signal(32)}
         with m.If(self.start & ~cp.busy):
@@ -315,7 +322,6 @@ class AcceleratorCore(wiring.Component):
                      counters["store_bytes"].eq(store.bytes - byte_base["store_bytes"])]
         for name, sig in counters.items():
             m.d.comb += getattr(self, f"count_{name}").eq(sig)
-        return m
 
 
 #: Registers the accelerator adds to :func:`intformer.hw.csr.standard_registers`, and
@@ -330,14 +336,16 @@ PERF_REGISTERS = {
 
 def register_map(config: Config):
     """The accelerator's register map: the standard registers, then ``cmd_addr``,
-    ``cmd_count``, ``error_index`` and the extra performance counters."""
+    ``cmd_count``, ``error_index`` and the extra performance counters (no ``perf_*``
+    register without ``perf_counters``)."""
     from .csr import Field, Register, standard_registers
-    regs = standard_registers(addr_width=config.axi_addr_width)
+    regs = standard_registers(addr_width=config.axi_addr_width,
+                              perf_counters=config.perf_counters)
     regs.add(Register("cmd_addr", [Field("addr", 32)], doc="Command stream byte address"))
     regs.add(Register("cmd_count", [Field("count", 32)], doc="Commands in the stream"))
     regs.add(Register("error_index", [Field("index", 32, access="ro")],
                       doc="Index of the command at fault (see the errors section)"))
-    for name, counter in PERF_REGISTERS.items():
+    for name, counter in PERF_REGISTERS.items() if config.perf_counters else ():
         if name not in {r.name for r in regs}:
             regs.add(Register(name, [Field("count", 32, access="ro")],
                               doc=COUNTERS[counter]))
@@ -426,6 +434,6 @@ class Accelerator(wiring.Component):
             csr.irq_status.done_set.eq(core.irq & (core.error == 0)),
             csr.irq_status.error_set.eq(core.done & (core.error != 0)),
         ]
-        for name, counter in PERF_REGISTERS.items():
+        for name, counter in PERF_REGISTERS.items() if c.perf_counters else ():
             m.d.comb += getattr(csr, name).count.eq(getattr(core, f"count_{counter}"))
         return m

@@ -56,6 +56,7 @@ def test_derived_figures():
     ("spad_bytes", True, "spad_bytes must be an integer, not True"),
     ("has_softmax", 1, "has_softmax must be a boolean, not 1"),
     ("has_requant", 0, "has_requant must be a boolean, not 0"),
+    ("perf_counters", "no", "perf_counters must be a boolean, not 'no'"),
     ("dsp_packing", "yes", "dsp_packing must be a boolean, not 'yes'"),
     ("cmd_queue_depth", None, "cmd_queue_depth must be an integer, not None"),
 ])

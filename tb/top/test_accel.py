@@ -105,3 +105,28 @@ def test_accel_errors():
     with pytest.raises(ValueError, match=r"Accelerator supports addresses of up to 32 bits, "
                                          r"not 40"):
         Accelerator(preset("tiny").replace(axi_addr_width=40))
+
+
+def test_accel_without_perf_counters(tmp_path):
+    """perf_counters off: no perf_* register in the map, the manifest or the C header,
+    an empty counters section, and the design elaborates."""
+    from amaranth.hdl import Fragment
+
+    from intformer.gen.emit import generate
+    from intformer.hw.config import preset
+    from intformer.hw.top import COUNTERS, Accelerator
+
+    full = Accelerator(preset("tiny")).manifest()
+    Fragment.get(Accelerator(preset("tiny")), None)
+    assert "perf_cycles_busy" in full["registers"] and len(full["counters"]) == len(COUNTERS)
+    config = preset("tiny").replace(perf_counters=False)
+    accel = Accelerator(config)
+    man = accel.manifest()
+    assert list(man["registers"]) == ["ctrl", "status", "irq_enable", "irq_status",
+                                      "window_base", "window_limit", "error_addr", "cmd_addr",
+                                      "cmd_count", "error_index"]
+    assert man["counters"] == {}
+    Fragment.get(accel, None)
+    header = generate(config, tmp_path)["header"].read_text()
+    assert "REGISTER_CMD_COUNT" in header and "REGISTER_PERF" not in header
+    assert "#define INTFORMER_PERF_COUNTERS                  0u" in header
