@@ -131,8 +131,14 @@ class AcceleratorCore(wiring.Component):
         c = self._config
         aw = c.axi_addr_width
 
-        m.submodules.dma = dma = DMA.from_config(c)
         m.submodules.cmdproc = cp = CommandProcessor(c, implemented=implemented(c))
+        # Descriptor counts only as wide as commands and fetches can ask for (the
+        # generators' registers, counters and comparators shrink with them).
+        transfer = isa.OPCODES["load"]
+        m.submodules.dma = dma = DMA.from_config(
+            c, rows_width=transfer.field("rows").width,
+            bytes_width=max(transfer.field("row_bytes").width,
+                            (cp.fetch_chunk * isa.COMMAND_BYTES).bit_length()))
         m.submodules.load = load = LoadExecutor(c)
         m.submodules.store = store = StoreExecutor(c)
         m.submodules.gemm = gemm = GemmEngine(c)
@@ -200,7 +206,10 @@ class AcceleratorCore(wiring.Component):
             fetch_desc.rows.eq(1),
             fetch_desc.row_bytes.eq(cp.fetch_req.payload.count * isa.COMMAND_BYTES),
         ]
-        m.d.comb += dma.rd_desc.payload.eq(Mux(pick_fetch, fetch_desc, load.desc.payload))
+        load_desc = Signal.like(dma.rd_desc.payload)
+        m.d.comb += [getattr(load_desc, f).eq(getattr(load.desc.payload, f))
+                     for f in ("addr", "stride", "rows", "row_bytes", "tag")]
+        m.d.comb += dma.rd_desc.payload.eq(Mux(pick_fetch, fetch_desc, load_desc))
         with m.If(dma.rd_desc.valid & dma.rd_desc.ready):
             m.d.sync += [rd_busy.eq(1), rd_owner.eq(pick_load)]
         to_fetch = Signal()
@@ -224,7 +233,10 @@ class AcceleratorCore(wiring.Component):
             m.d.sync += rd_busy.eq(0)
 
         # DMA write engine: the store executor.
-        connect(m, store.desc, dma.wr_desc)
+        m.d.comb += [dma.wr_desc.valid.eq(store.desc.valid),
+                     store.desc.ready.eq(dma.wr_desc.ready)]
+        m.d.comb += [getattr(dma.wr_desc.payload, f).eq(getattr(store.desc.payload, f))
+                     for f in ("addr", "stride", "rows", "row_bytes", "tag")]
         connect(m, store.data, dma.wr_data)
         connect(m, dma.wr_status, store.status)
 
