@@ -5,9 +5,16 @@ Everything it knows about the hardware comes from the manifest dict (sizes in
 
 :class:`Program` lays out a memory image (inputs, weights, constants, outputs, all
 as byte offsets from the DMA window base), allocates scratchpad and accumulator
-rows, and emits commands with their dependency tokens. :meth:`Program.matmul` is the
-building block: ``C = requant(A @ B + bias)`` (or INT32 ``A @ B + bias``) of any size,
-loaded, computed and stored in the layout the GEMM command expects.
+rows bank-aware, and emits commands with their dependency tokens. Its methods
+(:meth:`Program.matmul`, :meth:`Program.vector`, :meth:`Program.requant`,
+:meth:`Program.copy`) each run one operation on its own: load the operands, compute,
+store, with :meth:`Program.sync` and :meth:`Program.free_all` between operations.
+
+:func:`compile_model` compiles a whole model, with the ``"dataflow"`` schedule where
+the configuration allows it (results stay on chip, constants are loaded ahead while
+the previous operation computes, stores run behind, and each command waits for
+exactly the commands it depends on) and the per-operation ``"serial"`` schedule
+otherwise; see there.
 """
 
 from __future__ import annotations
@@ -46,6 +53,14 @@ class Tensor:
 
 class Program:
     """A command stream and the memory image it runs on.
+
+    The operation methods schedule serially: each loads its operands (the first load
+    waits for the stores before it when :meth:`sync` was called), computes with one
+    or a few commands that wait for the last load, and stores with a first store
+    that waits for the computation. Local rows come from per-bank bump allocators
+    reset by :meth:`free_all`; the two operands one unit reads in the same cycle are
+    put into different banks (each bank has one read port), which is what lets the
+    GEMM engine take one A row per cycle.
 
     Parameters
     ----------
@@ -465,6 +480,10 @@ class _Dataflow:
     #: Steps whose constant operands are loaded ahead (measured on the digits ViT:
     #: 2 is best; 4 delays the transposing loads behind weights).
     LOOKAHEAD = 2
+    #: Scratchpad bank of the constants (weights), and of results read with nothing
+    #: else; the others go to the other bank than what they are read with.
+    CONST_BANK = 1
+    RESULT_BANK = 0
 
     def __init__(self, prog: Program, model, tensors: dict, views: dict, steps: list,
                  gemm_args):
@@ -485,6 +504,7 @@ class _Dataflow:
         self.dram_r: list[tuple[int, int, int]] = []
         self.scratch = self.cs.constants["count"] - 1
         self.const_values: dict[int, int] = {}
+        self.deferred: list = []
         self.loc: dict[str, tuple] = {}        # result -> (space, row, stride, region)
         self.alias: dict[str, tuple] = {}      # concat input -> (concat output, r0, c0)
         self.shared: set[str] = set()          # ... stored with the concatenation
@@ -506,6 +526,13 @@ class _Dataflow:
             **fields) -> int:
         """Append a command that reads and writes these local rows and memory ranges,
         waiting for the earlier commands it depends on."""
+        if dram_r and self.deferred:
+            # A store put off (see finish) of memory this command reads goes now.
+            due = [a for a in self.deferred
+                   if self.extent(a[0])[0] < dram_r[1] and dram_r[0] < self.extent(a[0])[1]]
+            self.deferred = [a for a in self.deferred if a not in due]
+            for args in due:
+                self.store(*args)
         q = self.cs.queue(name)
         gids = [self.last_w[sp][r].max() for sp, r in reads]
         for sp, r in writes:
@@ -635,7 +662,7 @@ class _Dataflow:
         if r in self.loc:
             return self.mem[self.loc[r][0]].bank(self.loc[r][1])
         if r not in self.producer:
-            return 1
+            return self.CONST_BANK
         return None
 
     def pick_bank(self, names: set, after: int) -> int:
@@ -655,7 +682,7 @@ class _Dataflow:
                     b = self.bank_of(other)
                     if b is not None:
                         return 1 - b
-        return 0
+        return self.RESULT_BANK
 
     def region(self, k: int, space: str, n: int, names: set, bank: int) -> _Region:
         """Rows for results ``names`` of step ``k``, released after their last use."""
@@ -772,10 +799,10 @@ class _Dataflow:
             K, N = g["a"].cols, sum(o.cols for o in g["outs"])
             KT, NT = _ceil_div(K, R), _ceil_div(N, C)
             if not g["b_transposed"] and self.is_input(op.inputs[1]):
-                got["b"] = self.temp(k, "spad", K * NT, 1)
+                got["b"] = self.temp(k, "spad", K * NT, self.CONST_BANK)
                 self.load(g["b"], "spad", got["b"], NT)
             if self.is_input(op.inputs[0]):
-                got["a"] = self.temp(k, "spad", g["a"].rows * KT, 0)
+                got["a"] = self.temp(k, "spad", g["a"].rows * KT, 1 - self.CONST_BANK)
                 self.load(g["a"], "spad", got["a"], KT)
             for key in ("bias", "scale"):
                 if g[key] is not None:
@@ -785,10 +812,10 @@ class _Dataflow:
             x = self.tensors[op.inputs[0]]
             if self.is_input(op.inputs[0]):
                 sp = "acc" if x.dtype == np.int32 else "spad"
-                got["src"] = self.operand(k, op.inputs[0], x, sp, 0)
+                got["src"] = self.operand(k, op.inputs[0], x, sp, 1 - self.CONST_BANK)
             if kind == "residual_add" and self.is_input(op.inputs[1]):
                 got["src2"] = self.operand(k, op.inputs[1], self.tensors[op.inputs[1]],
-                                           "spad", 1)
+                                           "spad", self.CONST_BANK)
             if kind == "layernorm":
                 p = op.consts["params"]
                 gb = self.p.place(np.array([p.gamma_q, p.beta_q], dtype=np.int32))
@@ -819,6 +846,8 @@ class _Dataflow:
                 ahead(k)
                 self.concat(k, run[0])
             self.retire(k)
+        for args in self.deferred:
+            self.store(*args)
         self._append("end", {}, irq=1)
         self.tokens()
 
@@ -884,12 +913,29 @@ class _Dataflow:
             if o.output not in self.alias:
                 self.loc[o.output] = (space, loc, stride, reg)
             stores.append((not self.read_back(o.output),
-                           None if o.output in self.shared else t, space, loc, stride))
+                           (o, None if o.output in self.shared else t, space, loc, stride)))
             col += t.cols
         # Results read back from memory (K for its transposing load) first.
-        for _, t, space, loc, stride in sorted(stores, key=lambda s: s[0]):
-            if t is not None:
+        self.finish(k, [(o.output, t, space, loc, stride) for _, (o, t, space, loc, stride)
+                        in sorted(stores, key=lambda s: s[0]) if t is not None])
+
+    def finish(self, k: int, stores: list) -> None:
+        """Emit the stores of step ``k``'s results, then those step ``k - 1`` put off.
+        A result that step ``k + 1`` streams through its first operand (GEMM A, vector
+        source) is put off until after that step's stores: while a unit reads a bank
+        every cycle, the store executor (the lowest-priority reader) gets no turn
+        there, and a store waiting for its turn would hold up the store queue."""
+        later = []
+        nxt = self.steps[k + 1] if k + 1 < len(self.steps) else None
+        for name, t, space, loc, stride in stores:
+            if (nxt is not None and nxt[0] != "concat"
+                    and self.root(nxt[1][0].inputs[0]) == name and not self.read_back(name)):
+                later.append((t, space, loc, stride))
+            else:
                 self.store(t, space, loc, stride)
+        for args in self.deferred:
+            self.store(*args)
+        self.deferred = later
 
     def read_back(self, name: str) -> bool:
         """Whether a later step loads result ``name`` (or a view of it) from memory:
@@ -938,7 +984,9 @@ class _Dataflow:
         if op.output not in self.alias:
             self.loc[op.output] = ("spad", dst, dst_stride, reg)
         if op.output not in self.shared:
-            self.store(self.tensors[op.output], "spad", dst, dst_stride)
+            self.finish(k, [(op.output, self.tensors[op.output], "spad", dst, dst_stride)])
+        else:
+            self.finish(k, [])
 
     def concat(self, k: int, op) -> None:
         """Inputs that are not written in place are loaded into place; the whole
@@ -953,7 +1001,7 @@ class _Dataflow:
                 r0 += t.rows
             else:
                 c0 += t.cols
-        self.store(self.tensors[op.output], "spad", base, stride)
+        self.finish(k, [(op.output, self.tensors[op.output], "spad", base, stride)])
 
 
 def _gemm_groups(model, array_cols: int) -> dict[int, list]:

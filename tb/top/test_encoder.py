@@ -119,3 +119,181 @@ def test_encoder(sim, name):
         assert kick_comb_blocks(source)
     harness.run(sim=sim, sources=[source], toplevel="top",
                 test_module="tb.top.test_encoder", path=path)
+
+
+# The compiler's schedules, without a simulator ------------------------------------------
+
+
+def _operands(cs, name: str, f: dict, row_bytes: dict, elems: dict, R: int, C: int):
+    """Local rows ``[(space, rows)]`` a command reads and writes, and the memory bytes
+    ``(lo, hi)`` it reads and writes, from its fields (the layouts of intformer.hw.isa)."""
+    def rows(loc, n, stride, chunks):
+        return {loc + r * stride + j for r in range(n) for j in range(chunks)}
+
+    spaces = {v: k for k, v in cs.spaces.items()}
+    reads, writes, mem_r, mem_w = [], [], None, None
+    if name in ("load", "store"):
+        sp = spaces[f["space"]]
+        extent = (f["dram"], f["dram"] + (f["rows"] - 1) * f["dram_stride"] + f["row_bytes"])
+        if f.get("transpose"):
+            local = rows(f["loc"], f["row_bytes"], f["loc_stride"], 1)
+        else:
+            local = rows(f["loc"], f["rows"], f["loc_stride"],
+                         -(-f["row_bytes"] // row_bytes[sp]))
+        if name == "load":
+            writes.append((sp, local))
+            mem_r = extent
+        else:
+            reads.append((sp, local))
+            mem_w = extent
+    elif name == "gemm":
+        kt, nt = -(-f["k"] // R), -(-f["n"] // C)
+        reads += [("spad", rows(f["a"], f["m"], f["a_stride"], kt)),
+                  ("spad", rows(f["b"], f["k"], f["b_stride"], nt))]
+        if f["use_bias"]:
+            reads.append(("acc", rows(f["bias"], 1, 0, nt)))
+        if f["per_channel"]:
+            reads.append(("acc", rows(f["scale"], 1, 0, nt)))
+        writes.append(("acc", rows(f["c"], f["m"], f["c_stride"], nt)))
+        if f["requant"]:
+            writes.append(("spad", rows(f["d"], f["m"], f["d_stride"], nt)))
+    elif name in ("gelu", "softmax", "layernorm", "residual"):
+        src, dst = spaces[f["src_space"]], spaces[f["dst_space"]]
+        n = f["length"]
+        reads.append((src, rows(f["src"], f["rows"], f["src_stride"], -(-n // elems[src]))))
+        if name == "residual":
+            reads.append(("spad", rows(f["src2"], f["rows"], f["src2_stride"],
+                                       -(-n // elems["spad"]))))
+        if name == "layernorm":
+            reads.append(("acc", rows(f["src2"], 1, 0, 2 * -(-n // elems["acc"]))))
+        writes.append((dst, rows(f["dst"], f["rows"], f["dst_stride"], -(-n // elems[dst]))))
+    return reads, writes, mem_r, mem_w
+
+
+def check_stream(manifest: dict, prog, seed: int, trials: int = 20) -> dict:
+    """Run a program's commands on a model of the command processor: three in-order
+    queues joined by counting tokens, each command done when issued, the next one
+    picked at random among the queues whose head has its tokens. Every read of a
+    local row or of memory must see the data of the writer that precedes it in the
+    stream (so the tokens order every hazard), no trial may deadlock, no token may
+    be left over. Returns how many commands each queue ran."""
+    from intformer.sw.commands import Checker, CommandSet
+
+    cs = CommandSet(manifest)
+    checker = Checker(manifest)
+    c, d = manifest["config"], manifest["derived"]
+    row_bytes = {"spad": d["spad_row_bytes"], "acc": d["acc_row_bytes"]}
+    elems = {"spad": d["spad_row_bytes"], "acc": c["array_cols"]}
+    cmds = []
+    for cmd in prog.commands:
+        f = dict.fromkeys(cs.fields(cmd["name"]), 0)
+        f.update({k: v for k, v in cmd.items() if k != "name"})
+        f.pop("opcode")
+        assert checker.error(cmd["name"], f, window_bytes=1 << 24) == "none", cmd
+        cmds.append((cmd["name"], cs.queue(cmd["name"]), f,
+                     _operands(cs, cmd["name"], f, row_bytes, elems, c["array_rows"],
+                               c["array_cols"])))
+    # The writer each read must see: the last earlier writer in stream order.
+    want, last, mem_last = {}, {}, {}
+    for i, (_, _, _, (reads, writes, mem_r, mem_w)) in enumerate(cmds):
+        for k, (sp, rows) in enumerate(reads):
+            want[i, k] = {r: last.get((sp, r)) for r in rows}
+        if mem_r:
+            want[i, "mem"] = {b: mem_last.get(b) for b in range(*mem_r)}
+        for sp, rows in writes:
+            last.update({(sp, r): i for r in rows})
+        if mem_w:
+            mem_last.update({b: i for b in range(*mem_w)})
+    edges = {"load": (None, "c2l", None, "l2c"), "compute": ("l2c", "s2c", "c2l", "c2s"),
+             "store": ("c2s", None, "s2c", None)}
+    rng = np.random.default_rng(seed)
+    for _ in range(trials):
+        queues = {q: [i for i, cmd in enumerate(cmds) if cmd[1] == q] for q in edges}
+        tokens = dict.fromkeys(("l2c", "c2l", "c2s", "s2c"), 0)
+        seen, mem_seen = {}, {}
+        while any(queues.values()):
+            ready = []
+            for q, pending in queues.items():
+                if pending:
+                    f = cmds[pending[0]][2]
+                    pp, pn = edges[q][:2]
+                    if not ((pp and f["pop_prev"] and not tokens[pp])
+                            or (pn and f["pop_next"] and not tokens[pn])):
+                        ready.append(q)
+            assert ready, f"deadlock with {({q: len(p) for q, p in queues.items()})} left"
+            q = ready[rng.integers(len(ready))]
+            i = queues[q].pop(0)
+            _, _, f, (reads, writes, mem_r, mem_w) = cmds[i]
+            pp, pn, up, un = edges[q]
+            for tok, flag in ((pp, "pop_prev"), (pn, "pop_next")):
+                if tok and f[flag]:
+                    tokens[tok] -= 1
+            for k, (sp, rows) in enumerate(reads):
+                got = {r: seen.get((sp, r)) for r in rows}
+                assert got == want[i, k], f"command {i} {cmds[i][0]} reads stale {sp} rows"
+            if mem_r:
+                got = {b: mem_seen.get(b) for b in range(*mem_r)}
+                assert got == want[i, "mem"], f"command {i} loads memory not yet stored"
+            for sp, rows in writes:
+                seen.update({(sp, r): i for r in rows})
+            if mem_w:
+                mem_seen.update({b: i for b in range(*mem_w)})
+            for tok, flag in ((up, "push_prev"), (un, "push_next")):
+                if tok and f[flag]:
+                    tokens[tok] += 1
+        assert not any(tokens.values()), tokens
+    return {q: sum(cmd[1] == q for cmd in cmds) for q in edges}
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_schedules(name):
+    """Both schedules of compile_model on the encoder layers of test_encoder: every
+    command passes the hardware's checks, the tokens order every hazard under random
+    interleavings of the queues, and the dataflow schedule needs fewer commands and
+    keeps its results on chip (fewer bytes loaded)."""
+    from intformer.hw.config import preset
+    from intformer.hw.top import AcceleratorCore
+    from intformer.sw.compile import compile_model
+    from tb.top.test_core import _manifest
+
+    base, changes, shape, seed = CONFIGS[name]
+    config = preset(base).replace(**changes)
+    man = _manifest(AcceleratorCore(config), config)
+    for i, norm in enumerate(("pre", "post")):
+        model, rng = build_model(shape, norm, seed + i)
+        x = model.quantize_input(rng.standard_normal((1, shape["tokens"], shape["dim"])))
+        progs = {s: compile_model(man, model, x[0], schedule=s)[0]
+                 for s in ("serial", "dataflow")}
+        for s, prog in progs.items():
+            check_stream(man, prog, seed=i, trials=5 if s == "serial" else 20)
+        auto, _ = compile_model(man, model, x[0])
+        assert auto.commands == progs["dataflow"].commands
+
+        def loaded(p):
+            return sum(c["rows"] * c["row_bytes"] for c in p.commands if c["name"] == "load")
+
+        assert len(progs["dataflow"].commands) < len(progs["serial"].commands)
+        assert loaded(progs["dataflow"]) < loaded(progs["serial"])
+
+
+def test_schedule_choice():
+    """'auto' falls back to the serial schedule where a scratchpad row is not one K
+    tile and one N tile; 'dataflow' refuses there; unknown schedules are refused."""
+    from intformer.hw.config import preset
+    from intformer.hw.top import AcceleratorCore
+    from intformer.sw.compile import compile_model
+    from tb.top.test_core import _manifest
+
+    config = preset("default").replace(array_rows=8, array_cols=4)
+    man = _manifest(AcceleratorCore(config), config)
+    model, rng = build_model(dict(tokens=4, dim=8, heads=2, ffn=16), "pre", 3)
+    x = model.quantize_input(rng.standard_normal((1, 4, 8)))
+    auto, _ = compile_model(man, model, x[0])
+    serial, _ = compile_model(man, model, x[0], schedule="serial")
+    assert auto.commands == serial.commands
+    with pytest.raises(ValueError, match=r"Dataflow schedule needs array_rows == array_cols "
+                                         r"== spad_row_bytes, not 8, 4, 8"):
+        compile_model(man, model, x[0], schedule="dataflow")
+    with pytest.raises(ValueError, match=r"Schedule must be 'auto', 'dataflow' or 'serial', "
+                                         r"not 'fast'"):
+        compile_model(man, model, x[0], schedule="fast")
