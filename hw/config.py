@@ -317,17 +317,19 @@ PRESETS: dict[str, tuple[Config, str]] = {
     "icebreaker": (
         dataclasses.replace(
             BASE, array_rows=2, array_cols=2, dsp_packing=True, axi_data_width=32,
-            axi_id_width=1, axi_max_burst=4, axi_max_outstanding=1, spad_bytes=4096,
-            acc_bytes=4096, vector_lanes=2, vector_max_row=32, has_softmax=False,
-            has_gelu=False, has_layernorm=False, has_residual=False, cmd_queue_depth=2,
-            dep_queue_depth=1),
-        # Measured with `intformer synth --preset icebreaker --target ice40` on the
-        # Accelerator top: the array is 95 LUT and 2 DSP of it; the command processor
-        # (3.6k LUT, 5 DSP), two requantizers (4 DSP each) and the DMA address
-        # generators (2 DSP each) are what does not fit.
+            axi_addr_width=24, axi_id_width=1, axi_max_burst=4, axi_max_outstanding=1,
+            spad_bytes=4096, acc_bytes=4096, vector_lanes=2, vector_max_row=32,
+            has_softmax=False, has_gelu=False, has_layernorm=False, has_residual=False,
+            has_requant=False, perf_counters=False, cmd_queue_depth=2, dep_queue_depth=1),
+        # Measured with `intformer synth --preset icebreaker --target ice40 --no-pnr` on
+        # the Accelerator top (Yosys, flattened): the GEMM engine is about 2.7k LUT and
+        # all 6 DSPs of it (2 in the array, 4 in its requantizer); the DMA engines
+        # (~2.1k LUT), the command processor (~1.7k LUT, ~2.1k FF) and the load/store
+        # executors (~0.9k LUT) are the rest. 16 MB of address space, no standalone
+        # requant unit (gemm requantizes) and no performance counters, to save area.
         "iCE40UP5K (iCEBreaker) target: 2x2 array on 2 SB_MAC16 (dual 8x8), no vector "
-        "units; does NOT fit yet: 10.5k LUT, 19 SB_MAC16, 16 of 30 EBR (UP5K has 5280 LUT, "
-        "8 DSP), so no Fmax"),
+        "units, no requant unit or counters; does NOT fit yet: 7.8k LUT, 5.7k FF, 6 of 8 "
+        "SB_MAC16, 16 of 30 EBR (UP5K has 5280 LUT), so no Fmax"),
     "ulx3s": (
         dataclasses.replace(
             BASE, array_rows=16, array_cols=8, spad_bytes=128 * 1024, acc_bytes=64 * 1024,
