@@ -1065,17 +1065,23 @@ def compile_model(manifest: dict, model, x, *,
     ``"dataflow"``
         Results stay on chip: an op's output remains in the scratchpad (INT8) or
         accumulator (INT32) in the layout its consumers read, until its last use
-        (allocation by liveness, next-fit per bank). Only operands that need another
-        layout go through memory: transposed ones (K^T, the DMA's transposing load),
-        the graph input and constants. A concatenation is free when its inputs are
-        results: their producers write them into place. The constant operands of
-        the next two ops (weights, bias, scale, LayerNorm gamma/beta) are loaded
-        ahead, while the current op computes (double buffering); every result is
-        stored, off the critical path. Each command carries the tokens of exactly the
-        dependencies it has on earlier commands (a load into rows a compute still
-        reads, a compute overwriting rows a store still reads, a load of memory a
-        store writes through a ``set_const`` relay on the compute queue), so the
-        queues run ahead of each other as far as the data allow. Needs
+        (allocation by liveness, next-fit per bank, so freed rows are not reused at
+        once). Only operands that need another layout go through memory: transposed
+        ones (K^T, the DMA's transposing load), the graph input and constants. A
+        concatenation is free when its inputs are results: their producers write
+        them into place, and an input read by nothing else is a view of the
+        concatenation's memory (stored once with it). The constant operands of the
+        op two steps ahead (weights, bias, scale, LayerNorm gamma/beta) are loaded
+        while the current op computes (double buffering, :attr:`_Dataflow.LOOKAHEAD`);
+        vector constants are set only when they change. Every result is stored, off
+        the critical path: a result read back from memory (K) first, and a result
+        the next op streams through its first operand after that op's stores (the
+        store executor gets no read turn in a bank a unit reads every cycle). Each
+        command carries the tokens of exactly the dependencies it has on earlier
+        commands (a load into rows a compute still reads, a compute overwriting
+        rows a store still reads, a load of memory a store writes through a
+        ``set_const`` relay on the compute queue), so the queues run ahead of each
+        other as far as the data allow and the stream cannot deadlock. Needs
         ``array_rows == array_cols == spad_row_bytes`` (one scratchpad row is one K
         tile, one N tile and one vector beat).
     ``"serial"``

@@ -8,6 +8,9 @@ bit-exactly with IntegerModel.run, for pre- and post-norm layers and several inp
 The models are built, run and compiled in the pytest function (intformer.sw.model
 needs scipy, which the Verilator cocotb environment lacks); the simulation receives
 the compiled programs with the golden tensors through a pickle in the build folder.
+
+test_schedules and test_schedule_choice check the compiler's schedules without a
+simulator (a model of the command queues and their tokens).
 """
 
 import pickle
