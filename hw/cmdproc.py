@@ -46,11 +46,12 @@ def _err(name: str) -> int:
 class CommandProcessor(wiring.Component):
     """Fetch, check and dispatch a command stream; keep the dependency tokens.
 
-    Timing: a command takes a cycle to latch it from the fetch buffer, the cycles of
-    its checks (:meth:`_checker`: one for the flag checks, then per range or window
-    check two plus one per bit of its ``rows - 1`` factor; a one-row load takes 9) and
-    a cycle to dispatch it into its queue. Fetches of up to :attr:`fetch_chunk`
-    commands are issued ahead while the fetch buffer has room. A queue issues one command per
+    Timing: a command takes a cycle to latch it from the fetch buffer (with a bus
+    narrower than a command, one per bus beat to gather it), the cycles of its checks
+    (:meth:`_checker`: one for the flag checks, then per range or window check two
+    plus one per bit of its ``rows - 1`` factor; a one-row load takes 9) and a cycle to
+    dispatch it into its queue. Fetches of up to :attr:`fetch_chunk` commands are
+    issued ahead while the fetch buffer has room. A queue issues one command per
     cycle when its tokens are there, its executor is ready and fewer than
     :attr:`max_inflight` of its commands are unfinished.
 
@@ -393,7 +394,13 @@ class CommandProcessor(wiring.Component):
         # buffer of two chunks lets one job overlap the checking of the previous one.
         # A job's commands become visible to the checker only once its status says the
         # read succeeded: a bus error is reported as such, never as garbage commands.
-        m.submodules.fbuf = fbuf = fifo.SyncFIFOBuffered(width=CB, depth=depth)
+        # With a bus narrower than a command the buffer holds bus beats (narrow enough
+        # for block RAM) and each command is gathered from it, beat by beat, for its
+        # check; otherwise it holds commands, checked in place at its head.
+        beatwise = W < CB
+        beats = CB // W if beatwise else 1
+        m.submodules.fbuf = fbuf = fifo.SyncFIFOBuffered(width=W if beatwise else CB,
+                                                         depth=depth * beats)
         next_addr = Signal(c.axi_addr_width)
         to_request = Signal(32)                 # commands not yet requested
         outstanding = Signal(range(depth + 1))  # commands of the job not yet assembled
@@ -404,7 +411,7 @@ class CommandProcessor(wiring.Component):
 
         stop_fetch = aborting | ending | ~running
         can_request = (~awaiting & (to_request != 0) & ~stop_fetch
-                       & (fbuf.level + chunk <= depth))
+                       & (fbuf.level + chunk * beats <= depth * beats))
         count = Signal(16)
         m.d.comb += count.eq(_min_const(to_request, chunk))
         with m.If(can_request):
@@ -424,21 +431,19 @@ class CommandProcessor(wiring.Component):
 
         assembled = Signal()   # a command word completes this cycle
         word = Signal(CB)
-        if W <= CB:
-            beats = CB // W
-            shreg = Signal(CB)
+        if beatwise:
             beat = Signal(range(beats))
+            m.d.comb += [self.fetch_data.ready.eq(1), fbuf.w_data.eq(self.fetch_data.payload),
+                         fbuf.w_en.eq(self.fetch_data.valid & (outstanding != 0))]
+            with m.If(self.fetch_data.valid):
+                m.d.sync += beat.eq(beat + 1)
+                with m.If(beat == beats - 1):
+                    m.d.sync += beat.eq(0)
+                    m.d.comb += assembled.eq(1)
+        elif W == CB:
             m.d.comb += self.fetch_data.ready.eq(1)
             with m.If(self.fetch_data.valid):
-                if beats == 1:
-                    m.d.comb += [word.eq(self.fetch_data.payload), assembled.eq(1)]
-                else:
-                    m.d.sync += shreg.eq(Cat(shreg[W:], self.fetch_data.payload))
-                    m.d.sync += beat.eq(beat + 1)
-                    with m.If(beat == beats - 1):
-                        m.d.sync += beat.eq(0)
-                        m.d.comb += [word.eq(Cat(shreg[W:], self.fetch_data.payload)),
-                                     assembled.eq(1)]
+                m.d.comb += [word.eq(self.fetch_data.payload), assembled.eq(1)]
         else:
             per_beat = W // CB
             held = Signal(W)
@@ -456,7 +461,8 @@ class CommandProcessor(wiring.Component):
                 with m.Else():
                     m.d.sync += part.eq(part + 1)
 
-        m.d.comb += [fbuf.w_data.eq(word), fbuf.w_en.eq(assembled & (outstanding != 0))]
+        if not beatwise:
+            m.d.comb += [fbuf.w_data.eq(word), fbuf.w_en.eq(assembled & (outstanding != 0))]
         with m.If(assembled & (outstanding != 0) & ~can_request):
             m.d.sync += outstanding.eq(outstanding - 1)
         # A job ends when its status has come and its last command is in the buffer.
@@ -476,9 +482,14 @@ class CommandProcessor(wiring.Component):
         m.d.sync += committed.eq(committed + committed_add - committed_sub)
 
         # Check and dispatch ----------------------------------------------------------------
-        # The command is checked and dispatched in place, at the head of the fetch
-        # buffer (its output register), which is popped when it is dispatched.
-        cmd = data.View(self._layout, fbuf.r_data)
+        # The command is checked and dispatched from where it was gathered, or in place at
+        # the head of the fetch buffer (its output register), popped when dispatched.
+        if beatwise:
+            head = Signal(CB)
+            gathered = Signal(range(beats))    # beats of the next command taken
+        else:
+            head = fbuf.r_data
+        cmd = data.View(self._layout, head)
         stage = Signal(2)     # 0 empty, 1 being checked, 2 checked
         chk_err = Signal(8)
         chk_queue = Signal(2)
@@ -499,7 +510,15 @@ class CommandProcessor(wiring.Component):
         with m.If(running & ~aborting & ~ending):
             with m.If(stage == 0):
                 with m.If((committed != 0) & fbuf.r_rdy):
-                    m.d.sync += stage.eq(1)
+                    if beatwise:
+                        m.d.comb += fbuf.r_en.eq(1)
+                        m.d.sync += [head.eq(Cat(head[W:], fbuf.r_data)),
+                                     gathered.eq(gathered + 1)]
+                        with m.If(gathered == beats - 1):
+                            m.d.comb += committed_sub.eq(1)
+                            m.d.sync += [gathered.eq(0), stage.eq(1)]
+                    else:
+                        m.d.sync += stage.eq(1)
                 with m.Elif((to_request == 0) & ~awaiting & (fbuf.level == 0)):
                     m.d.sync += [error.eq(_err("no_end")), index.eq(dispatched),
                                  aborting.eq(1)]
@@ -515,10 +534,11 @@ class CommandProcessor(wiring.Component):
                 with m.Else():
                     for i, q in enumerate(isa.QUEUES):
                         with m.If(chk_queue == i):
-                            m.d.comb += [queues[q].w_data.eq(fbuf.r_data),
+                            m.d.comb += [queues[q].w_data.eq(head),
                                          queues[q].w_en.eq(1)]
                             with m.If(queues[q].w_rdy):
-                                m.d.comb += [fbuf.r_en.eq(1), committed_sub.eq(1)]
+                                if not beatwise:
+                                    m.d.comb += [fbuf.r_en.eq(1), committed_sub.eq(1)]
                                 m.d.sync += [stage.eq(0), dispatched.eq(dispatched + 1)]
         end_irq = Signal()
         with m.If(running & ~aborting & ~ending & (stage == 2) & (chk_err == 0)
@@ -635,6 +655,8 @@ class CommandProcessor(wiring.Component):
             m.d.sync += committed.eq(0)
         with m.If(aborting):
             m.d.sync += [to_request.eq(0), stage.eq(0), ending.eq(0)]
+            if beatwise:
+                m.d.sync += gathered.eq(0)
             # Wait for issued commands and the fetch in flight, then report.
             with m.If(all_quiet & ~awaiting & (fbuf.level == 0)):
                 m.d.sync += [aborting.eq(0), running.eq(0)]
