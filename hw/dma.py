@@ -30,7 +30,9 @@ Descriptors and completions
 Errors (:class:`DMAError`)
     * ``WINDOW``: some byte of the job lies outside ``[window_base, window_limit)``.
       The job is refused before it issues a single beat; ``addr`` is the job's
-      start address.
+      start address. Engines built with ``check_window=False`` (for a user that has
+      checked every job against the window already) never refuse a job and ignore
+      the window inputs.
     * ``SLVERR`` / ``DECERR``: a read or write response carried that code. The
       engine issues no further bursts for the job, finishes the bursts already in
       flight (write bursts already issued carry a zero ``wstrb`` once the error is
@@ -132,8 +134,10 @@ class _Params:
     """Checked engine parameters shared by the reader, the writer and :class:`DMA`."""
 
     def __init__(self, owner, *, addr_width, data_width, id_width, max_burst,
-                 max_outstanding, rows_width, bytes_width, tag_width):
+                 max_outstanding, rows_width, bytes_width, tag_width, check_window=True):
         check_width(owner, "addr_width", addr_width, lo=12, hi=64)
+        if not isinstance(check_window, bool):
+            raise TypeError(f"{owner} check_window must be a boolean, not {check_window!r}")
         check_width(owner, "data_width", data_width, allowed=(32, 64, 128, 256, 512))
         check_width(owner, "id_width", id_width, lo=1, hi=16)
         check_width(owner, "max_burst", max_burst, lo=1, hi=256)
@@ -154,6 +158,7 @@ class _Params:
         self.rows_width = rows_width
         self.bytes_width = bytes_width
         self.tag_width = tag_width
+        self.check_window = check_window
         self.B = data_width // 8
         self.lb = _log2(self.B)
         # Bursts never cross a multiple of this many bytes (a power of 2 <= 4096).
@@ -167,7 +172,8 @@ class _Params:
         return dict(addr_width=self.addr_width, data_width=self.data_width,
                     id_width=self.id_width, max_burst=self.max_burst,
                     max_outstanding=self.max_outstanding, rows_width=self.rows_width,
-                    bytes_width=self.bytes_width, tag_width=self.tag_width)
+                    bytes_width=self.bytes_width, tag_width=self.tag_width,
+                    check_window=self.check_window)
 
     def descriptor(self) -> DMADescriptor:
         return DMADescriptor(addr_width=self.addr_width, rows_width=self.rows_width,
@@ -284,7 +290,7 @@ class _Generator(wiring.Component):
                     m.d.sync += [d.eq(self.desc.payload), seq.eq(seq + 1), prod.eq(0),
                                  mcand.eq(self.desc.payload.stride),
                                  mplier.eq(Mux(rows == 0, 0, rows - 1))]
-                    m.next = "PRODUCT"
+                    m.next = "PRODUCT" if p.check_window else "CHECK"
             with m.State("PRODUCT"):
                 with m.If(mplier == 0):
                     m.next = "CHECK"
@@ -296,8 +302,10 @@ class _Generator(wiring.Component):
                     m.next = "IDLE"
             with m.State("CHECK"):
                 m.d.comb += last_byte.eq(d.addr + prod + d.row_bytes)
+                if p.check_window:
+                    m.d.sync += refused.eq((d.addr < self.window_base)
+                                           | (last_byte > self.window_limit))
                 m.d.sync += [
-                    refused.eq((d.addr < self.window_base) | (last_byte > self.window_limit)),
                     row_addr.eq(d.addr), cur.eq(d.addr), left.eq(d.row_bytes),
                     rows_left.eq(d.rows),
                     shift.eq(d.addr[:lb] if lb else 0),
@@ -384,11 +392,12 @@ class _Engine(_Figures, wiring.Component):
 
     def __init__(self, *, addr_width: int = 32, data_width: int = 64, id_width: int = 4,
                  max_burst: int = 16, max_outstanding: int = 4, rows_width: int = 16,
-                 bytes_width: int = 24, tag_width: int = 8):
+                 bytes_width: int = 24, tag_width: int = 8, check_window: bool = True):
         self._p = _Params(self._owner, addr_width=addr_width, data_width=data_width,
                           id_width=id_width, max_burst=max_burst,
                           max_outstanding=max_outstanding, rows_width=rows_width,
-                          bytes_width=bytes_width, tag_width=tag_width)
+                          bytes_width=bytes_width, tag_width=tag_width,
+                          check_window=check_window)
         super().__init__(self._members())
 
     def _axi_constants(self, m, ch: str) -> None:
@@ -429,6 +438,10 @@ class DMAReader(_Engine):
         Bursts in flight at most, 1 to 64.
     rows_width, bytes_width, tag_width : int
         Widths of the descriptor's ``rows``, ``row_bytes`` and ``tag`` fields.
+    check_window : bool
+        Refuse jobs outside the window (``WINDOW``); without it the engine has no
+        window comparators and no ``(rows - 1) * stride`` product, and a job's first
+        burst comes a cycle sooner.
 
     Members
     -------
@@ -809,6 +822,8 @@ class DMA(_Figures, wiring.Component):
     tag_width : int
         As for :class:`DMAReader`; ``max_burst`` and ``max_outstanding`` apply to each
         direction.
+    check_window : bool
+        As for :class:`DMAReader`.
 
     Members
     -------
@@ -835,11 +850,12 @@ class DMA(_Figures, wiring.Component):
 
     def __init__(self, *, addr_width: int = 32, data_width: int = 64, id_width: int = 4,
                  max_burst: int = 16, max_outstanding: int = 4, rows_width: int = 16,
-                 bytes_width: int = 24, tag_width: int = 8):
+                 bytes_width: int = 24, tag_width: int = 8, check_window: bool = True):
         self._p = p = _Params("DMA", addr_width=addr_width, data_width=data_width,
                               id_width=id_width, max_burst=max_burst,
                               max_outstanding=max_outstanding, rows_width=rows_width,
-                              bytes_width=bytes_width, tag_width=tag_width)
+                              bytes_width=bytes_width, tag_width=tag_width,
+                              check_window=check_window)
         aw = addr_width
         super().__init__({
             "m_axi": Out(AXI4Signature(addr_width=aw, data_width=data_width,

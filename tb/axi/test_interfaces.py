@@ -119,6 +119,7 @@ def test_dma_figures_and_layouts():
     (dict(data_width=24), ValueError, r"DMA data_width 24 is not one of 32, 64, 128, 256, 512"),
     (dict(max_outstanding=0), ValueError, r"DMA max_outstanding must be between 1 and 64, not 0"),
     (dict(tag_width=1.5), TypeError, r"DMA tag_width must be an integer, not 1.5"),
+    (dict(check_window=1), TypeError, r"DMA check_window must be a boolean, not 1"),
 ])
 def test_dma_errors(kwargs, error, message):
     from intformer.hw.dma import DMA
