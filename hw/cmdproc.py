@@ -49,11 +49,12 @@ class CommandProcessor(wiring.Component):
     Timing: a command takes a cycle to latch it from the fetch buffer (with a bus
     narrower than a command, one per bus beat to gather it), the cycles of its checks
     (:meth:`_checker`: one for the flag checks, then per range or window check two
-    plus one per bit of its ``rows - 1`` factor; a one-row load takes 9) and a cycle to
-    dispatch it into its queue. Fetches of up to :attr:`fetch_chunk` commands are
-    issued ahead while the fetch buffer has room. A queue issues one command per
-    cycle when its tokens are there, its executor is ready and fewer than
-    :attr:`max_inflight` of its commands are unfinished.
+    plus one per bit of its ``rows - 1`` factor, one for a range check that does not
+    apply; a one-row load takes 6) and a cycle to dispatch it into its queue. Fetches
+    of up to :attr:`fetch_chunk` commands are issued ahead while the fetch buffer has
+    room. A queue issues one command per cycle when its tokens are there, its
+    executor is ready and fewer than :attr:`max_inflight` of its commands are
+    unfinished.
 
     Parameters
     ----------
@@ -239,10 +240,10 @@ class CommandProcessor(wiring.Component):
         """Run the checks of the command view ``cmd`` one step at a time while ``active``
         (from its rise to ``done``); returns (done pulse, error code, queue index).
 
-        One cycle per ``flags`` step; a ``fits`` or ``extent`` step takes two cycles
-        plus one per bit of ``rows - 1``: the product ``(rows - 1) * stride`` is summed
-        by shift and add, so the checker has no multiplier, and one adder and
-        comparator serve every check."""
+        One cycle per ``flags`` step and per ``fits`` step whose guard is low; another
+        ``fits`` or ``extent`` step takes two cycles plus one per bit of ``rows - 1``:
+        the product ``(rows - 1) * stride`` is summed by shift and add, so the checker
+        has no multiplier, and one adder and comparator serve every check."""
         c = self._config
         programs = self._program(cmd)
         code = cmd.header.opcode
@@ -353,6 +354,12 @@ class CommandProcessor(wiring.Component):
                 with m.If(flags_err != 0):
                     finish(flags_err)
                 with m.Elif(last):
+                    finish(0)
+                with m.Else():
+                    m.d.sync += k.eq(k + 1)
+            with m.Elif(~is_ext & ~guard):
+                # A range check that does not apply (its guard is low) passes at once.
+                with m.If(last):
                     finish(0)
                 with m.Else():
                     m.d.sync += k.eq(k + 1)
