@@ -337,6 +337,16 @@ def run(args) -> int:
     xs = [model.quantize_input(patchify(x_test[k:k + 1] / 16.0, cfg.patch))
           for k in range(args.images)]
     progs = [compile_model(man, model, x[0]) for x in xs]
+    # Refuse a design that cannot run the model before building it.
+    used = {c["name"] for p, _ in progs for c in p.commands}
+    missing = sorted(used - set(man["commands"]["implemented"]))
+    if missing:
+        raise UserError(f"this configuration cannot run the digits transformer: it has no "
+                        f"unit for {', '.join(missing)} (see `intformer presets`; the "
+                        f"default preset has them all)")
+    if not man["counters"]:
+        raise UserError("intformer run reports performance counters, and this "
+                        "configuration leaves them out (perf_counters = false)")
     need = max(-(-len(p.image) // 64) * 64 + len(p.assemble()) for p, _ in progs)
     mem_bytes = _mem_bytes(BASE + need)
     log = None if args.json else print
