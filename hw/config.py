@@ -307,7 +307,9 @@ _NO_VECTOR_UNITS = dict(has_softmax=False, has_gelu=False, has_layernorm=False,
 _GEMM_ONLY = dict(_NO_VECTOR_UNITS, has_requant=False)
 
 PRESETS: dict[str, tuple[Config, str]] = {
-    "default": (BASE, "8x8 array, 64-bit bus; the demo and most tests use it"),
+    # ECP5 figures from `intformer synth --preset default --target ecp5 --no-pnr`.
+    "default": (BASE, "8x8 array, 64-bit bus, every unit; the demo and most tests use it "
+                      "(ECP5: 58.6k LUT4, 30.7k FF, 246 MULT18X18D, more than an 85F has)"),
     "tiny": (
         dataclasses.replace(
             BASE, array_rows=2, array_cols=2, axi_data_width=32, axi_max_burst=8,
@@ -336,15 +338,22 @@ PRESETS: dict[str, tuple[Config, str]] = {
         dataclasses.replace(
             BASE, array_rows=16, array_cols=8, spad_bytes=128 * 1024, acc_bytes=64 * 1024,
             vector_lanes=8, vector_max_row=512, **_GEMM_ONLY),
-        "ECP5-85F (ULX3S) target: 16x8 array on 128 of 156 MULT18X18D; GEMM and "
-        "requantization only (8-lane vector units need about 150 more DSPs); fit not measured"),
+        # Measured with `intformer synth --preset ulx3s --target ecp5` (commit c3b5820):
+        # placed, post-placement Fmax estimate 43.8 MHz; nextpnr's router did not finish
+        # within 38 minutes on the 2-core machine.
+        "ECP5-85F (ULX3S) target: 16x8 array, GEMM and requantization only (8-lane vector "
+        "units need about 150 more DSPs); 31.9k LUT4, 22.2k FF, 144 of 156 MULT18X18D, "
+        "90 of 208 DP16KD (placed; routing not measured)"),
     "arty_a7": (
         dataclasses.replace(
             BASE, array_rows=16, array_cols=12, axi_data_width=128, axi_max_burst=16,
             axi_max_outstanding=8, spad_bytes=192 * 1024, acc_bytes=96 * 1024,
             vector_lanes=12, vector_max_row=768, **_GEMM_ONLY),
-        "Artix-7 100T (Arty A7) target: 16x12 array for 192 of 240 DSP48E1, 128-bit bus; "
-        "GEMM and requantization only; fit not measured"),
+        # Measured with `intformer synth --preset arty_a7 --target xilinx` (Yosys
+        # synth_xilinx estimate; no open place-and-route for Xilinx here).
+        "Artix-7 100T (Arty A7) target: 16x12 array, 128-bit bus, GEMM and requantization "
+        "only; 20.7k LUT, 18.6k FF, 220 of 240 DSP48E1, 67 of 135 RAMB36 (synthesis "
+        "estimate)"),
 }
 
 
