@@ -16,7 +16,7 @@ local rows of ``L`` bytes. ``L`` must be a multiple of ``B`` or divide it.
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Signal
-from amaranth.lib import stream, wiring
+from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import isa
@@ -285,8 +285,9 @@ class StoreExecutor(_Executor):
     """Carries out ``store`` commands: local rows read and packed into the beats of
     one DMA write job per command.
 
-    Timing: one local row read every other cycle while the read port is granted and
-    the DMA takes data; a command ends (``done``) when the DMA reports the job
+    Timing: where a local row is one bus beat, one beat per cycle while the read port
+    is granted and the DMA takes data (rows are read up to three ahead); otherwise
+    one local row read every other cycle. A command ends (``done``) when the DMA reports the job
     (after the last write response).
 
     Parameters
@@ -401,14 +402,42 @@ class StoreExecutor(_Executor):
         buf = Signal(max(L, B) * 8, name=f"buf_{L}")
         have = Signal(name=f"have_{L}")        # buf holds data to send
         out = Signal(B * 8, name=f"out_{L}")
-        m.d.comb += [port.addr.eq(row_base + chunk)]
         m.d.sync += asked.eq(0)
+        if L != B:
+            m.d.comb += port.addr.eq(row_base + chunk)
 
         def next_row():
             m.d.sync += [row.eq(row - 1), row_base.eq(row_base + stride), beat.eq(0),
                          chunk.eq(0), stored.eq(stored + row_bytes)]
 
-        if L >= B:
+        if L == B:
+            # One beat per local row: read ahead through a 3-entry FIFO (one row
+            # being sent, one arriving, one asked for), so a granted port gives one
+            # beat per cycle. The read side keeps its own row and chunk counters.
+            m.submodules[f"ahead_{L}"] = ahead = fifo.SyncFIFO(width=L * 8, depth=3)
+            rd_row = Signal(12, name=f"rd_row_{L}")
+            rd_base = Signal(17, name=f"rd_base_{L}")
+            rd_chunk = Signal(12, name=f"rd_chunk_{L}")
+            m.d.comb += port.addr.eq(rd_base + rd_chunk)
+            with m.If(~active):
+                # between commands: start where the latched command starts
+                m.d.sync += [rd_row.eq(row), rd_base.eq(row_base), rd_chunk.eq(0)]
+            with m.Elif((rd_row != 0) & (ahead.level + asked < ahead.depth)):
+                m.d.comb += port.en.eq(1)
+                with m.If(port.grant):
+                    m.d.sync += [asked.eq(1), rd_chunk.eq(rd_chunk + 1)]
+                    with m.If(rd_chunk == lrows - 1):
+                        m.d.sync += [rd_chunk.eq(0), rd_row.eq(rd_row - 1),
+                                     rd_base.eq(rd_base + stride)]
+            m.d.comb += [ahead.w_en.eq(asked), ahead.w_data.eq(port.data)]
+            with m.If(active):
+                m.d.comb += [self.data.valid.eq(ahead.r_rdy), self.data.payload.eq(ahead.r_data),
+                             ahead.r_en.eq(self.data.ready)]
+            with m.If(active & self.data.valid & self.data.ready):
+                m.d.sync += beat.eq(beat + 1)
+                with m.If(beat == beats_row - 1):
+                    next_row()
+        elif L >= B:
             n = L // B
             k = Signal(range(n), name=f"slot_{L}")
             with m.If(active & ~have & ~asked & (row != 0)):
