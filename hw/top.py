@@ -54,6 +54,14 @@ def implemented(config: Config) -> tuple[str, ...]:
     vec = tuple(op for op in VECTOR_OPS if supported(config) and getattr(config, f"has_{op}"))
     return tuple(op for op in IMPLEMENTED if op != "requant" or config.has_requant) + vec
 
+
+def _narrow_descriptor(m: Module, dst, src) -> None:
+    """Drive DMA descriptor ``dst`` from ``src`` field by field (``dst`` may have
+    narrower ``rows`` and ``row_bytes``; the command processor has bounded them)."""
+    for name, _ in dst.shape():
+        m.d.comb += getattr(dst, name).eq(getattr(src, name))
+
+
 #: Performance counters, in the order of :attr:`AcceleratorCore.counters`.
 COUNTERS = {
     "cycles": "Cycles from start to done of the last stream",
@@ -211,8 +219,7 @@ class AcceleratorCore(wiring.Component):
             fetch_desc.row_bytes.eq(cp.fetch_req.payload.count * isa.COMMAND_BYTES),
         ]
         load_desc = Signal.like(dma.rd_desc.payload)
-        m.d.comb += [getattr(load_desc, f).eq(getattr(load.desc.payload, f))
-                     for f in ("addr", "stride", "rows", "row_bytes", "tag")]
+        _narrow_descriptor(m, load_desc, load.desc.payload)
         m.d.comb += dma.rd_desc.payload.eq(Mux(pick_fetch, fetch_desc, load_desc))
         with m.If(dma.rd_desc.valid & dma.rd_desc.ready):
             m.d.sync += [rd_busy.eq(1), rd_owner.eq(pick_load)]
@@ -239,8 +246,7 @@ class AcceleratorCore(wiring.Component):
         # DMA write engine: the store executor.
         m.d.comb += [dma.wr_desc.valid.eq(store.desc.valid),
                      store.desc.ready.eq(dma.wr_desc.ready)]
-        m.d.comb += [getattr(dma.wr_desc.payload, f).eq(getattr(store.desc.payload, f))
-                     for f in ("addr", "stride", "rows", "row_bytes", "tag")]
+        _narrow_descriptor(m, dma.wr_desc.payload, store.desc.payload)
         connect(m, store.data, dma.wr_data)
         connect(m, dma.wr_status, store.status)
 

@@ -397,14 +397,8 @@ class StoreExecutor(_Executor):
     def _gearbox(self, m, port, L, B, *, active, row, row_base, beat, chunk, beats_row, lrows,
                  stride, stored, row_bytes):
         """Local rows of ``L`` bytes into beats of ``B`` bytes, through ``port``."""
-        # One local row is read at a time: ask (en until grant), then the data come.
-        asked = Signal(name=f"asked_{L}")      # the read was granted; data this cycle
-        buf = Signal(max(L, B) * 8, name=f"buf_{L}")
-        have = Signal(name=f"have_{L}")        # buf holds data to send
-        out = Signal(B * 8, name=f"out_{L}")
+        asked = Signal(name=f"asked_{L}")      # a read was granted; its data come now
         m.d.sync += asked.eq(0)
-        if L != B:
-            m.d.comb += port.addr.eq(row_base + chunk)
 
         def next_row():
             m.d.sync += [row.eq(row - 1), row_base.eq(row_base + stride), beat.eq(0),
@@ -437,7 +431,15 @@ class StoreExecutor(_Executor):
                 m.d.sync += beat.eq(beat + 1)
                 with m.If(beat == beats_row - 1):
                     next_row()
-        elif L >= B:
+            return
+
+        # Otherwise one local row is read at a time: ask (en until grant), then the
+        # data come.
+        buf = Signal(max(L, B) * 8, name=f"buf_{L}")
+        have = Signal(name=f"have_{L}")        # buf holds data to send
+        out = Signal(B * 8, name=f"out_{L}")
+        m.d.comb += port.addr.eq(row_base + chunk)
+        if L > B:
             n = L // B
             k = Signal(range(n), name=f"slot_{L}")
             with m.If(active & ~have & ~asked & (row != 0)):
