@@ -236,8 +236,12 @@ async def run_core(dut):
         tb.set_pauses(pauses)
         for _ in range(6):
             await roundtrip(tb)
+        # The random shape fits the accumulator: M * NT partial-sum rows plus a bias
+        # row and a scale row per N tile.
+        M = r.randrange(1, 20)
+        n_max = min(29, C * (tb.man["derived"]["acc_rows"] // (M + 2)))
         shapes = [(1, 1, 1), (R, R, C), (2 * R + 1, 3 * R - 1, 2 * C + 3),
-                  (r.randrange(1, 20), r.randrange(1, 40), r.randrange(1, 30))]
+                  (M, r.randrange(1, 40), r.randrange(1, n_max + 1))]
         for i, (M, K, N) in enumerate(shapes):
             await matmul(tb, M, K, N, per_channel=i % 2 == 1, requant=i != 2)
         # Q K^T: B arrives transposed (keys are rows), as attention needs it.
