@@ -152,6 +152,72 @@ class CommandProcessor(wiring.Component):
         """Issued, unfinished commands allowed per queue."""
         return 4
 
+    @property
+    def count_width(self) -> int:
+        """Bits of a command count or index: the most commands the address space holds."""
+        return (2 ** self._config.axi_addr_width // isa.COMMAND_BYTES).bit_length()
+
+    def stored_width(self, op: isa.Opcode, f: isa.Field) -> int:
+        """The low bits of field ``f`` of command ``op`` that reach its executor.
+
+        Checked commands need no more: local addresses and strides are used modulo
+        the memory's address width (a checked row address is below the memory's
+        depth, a stride of a multi-row operand too, and a stride of a one-row operand
+        is not used), memory offsets modulo ``axi_addr_width`` (they lie inside the
+        window), and the checks bound ``k``, ``n``, a vector ``length`` and a
+        ``set_const`` index. ``set_const`` values go nowhere without a vector unit."""
+        c = self._config
+        if op.name not in self._implemented:
+            return 0
+        sp, ac = c.spad_addr_width, c.acc_addr_width
+        either = max(sp, ac)
+        vector = {name: either for name in ("src", "src_stride", "src2", "src2_stride",
+                                            "dst", "dst_stride")}
+        vector["length"] = c.vector_max_row.bit_length()
+        transfer = {"loc": either, "loc_stride": either, "dram": c.axi_addr_width,
+                    "dram_stride": c.axi_addr_width}
+        has_vec = any(isa.OPCODES[name].queue == "compute" and name in self._implemented
+                      and "length" in {g.name for g in isa.OPCODES[name].fields}
+                      for name in isa.OPCODES)
+        rules = {
+            "load": transfer, "store": transfer,
+            "gemm": {**{name: sp for name in ("a", "a_stride", "b", "b_stride", "d",
+                                              "d_stride")},
+                     **{name: ac for name in ("c", "c_stride", "bias", "scale")},
+                     # ceil(k / array_rows) rows of A and ceil(n / array_cols) rows of B
+                     # and C must fit.
+                     "k": (c.array_rows * c.spad_rows).bit_length(),
+                     "n": (c.array_cols * min(c.spad_rows, c.acc_rows)).bit_length()},
+            "requant": {"src": ac, "dst": sp, "dst_stride": sp, "scale": ac},
+            "set_const": {"index": (isa.N_CONSTANTS - 1).bit_length() if has_vec else 0,
+                          "value": f.width if has_vec else 0},
+            **{name: vector for name in ("gelu", "softmax", "layernorm", "residual")},
+        }
+        return min(f.width, rules.get(op.name, {}).get(f.name, f.width))
+
+    @property
+    def queue_bits(self) -> dict[str, tuple[tuple[int, int], ...]]:
+        """Per queue, the bit ranges ``[lo, hi)`` of a command word that the queue stores
+        (the header and :meth:`stored_width` bits of every field of its implemented
+        commands); the executors see the other bits as 0."""
+        out = {}
+        for q in isa.QUEUES:
+            bits = set()
+            for f in isa.HEADER:
+                bits.update(range(f.offset, f.offset + f.width))
+            for op in isa.OPCODES.values():
+                if op.queue == q:
+                    for f in op.fields:
+                        bits.update(range(f.offset, f.offset + self.stored_width(op, f)))
+            runs = []
+            for b in sorted(bits):
+                if runs and runs[-1][1] == b:
+                    runs[-1][1] = b + 1
+                else:
+                    runs.append([b, b + 1])
+            out[q] = tuple((lo, hi) for lo, hi in runs)
+        return out
+
     # Checks ---------------------------------------------------------------------------------
 
     def _program(self, cmd) -> dict:
@@ -392,7 +458,8 @@ class CommandProcessor(wiring.Component):
         aborting = Signal()     # draining after an error
         ending = Signal()       # end seen: draining before done
         error = Signal(8)
-        index = Signal(32)      # index of the command being checked
+        # Counts of commands: a stream that passes the window check fits count_width.
+        index = Signal(self.count_width)      # index of the command being checked
         window_size = Signal(c.axi_addr_width + 1)
         m.d.comb += self.busy.eq(running | aborting | ending)
 
@@ -409,7 +476,7 @@ class CommandProcessor(wiring.Component):
         m.submodules.fbuf = fbuf = fifo.SyncFIFOBuffered(width=W if beatwise else CB,
                                                          depth=depth * beats)
         next_addr = Signal(c.axi_addr_width)
-        to_request = Signal(32)                 # commands not yet requested
+        to_request = Signal(self.count_width)   # commands not yet requested
         outstanding = Signal(range(depth + 1))  # commands of the job not yet assembled
         awaiting = Signal()                     # a job is requested and has not reported
         req_pending = Signal()
@@ -502,13 +569,13 @@ class CommandProcessor(wiring.Component):
         chk_queue = Signal(2)
         chk_done, err_c, queue_c = self._checker(
             m, cmd, window_size, running & ~aborting & ~ending & (stage == 1))
-        dispatched = Signal(32)
+        dispatched = Signal(self.count_width)
 
-        # Each queue stores only the bits up to the last field of its command types.
+        # Each queue stores only the bits its executor can use (queue_bits).
         queues = {}
+        queue_bits = self.queue_bits
         for q in isa.QUEUES:
-            used = max(f.offset + f.width for op in isa.OPCODES.values() if op.queue == q
-                       for f in (*isa.HEADER, *op.fields))
+            used = sum(hi - lo for lo, hi in queue_bits[q])
             qf = fifo.SyncFIFOBuffered(width=used, depth=c.cmd_queue_depth)
             m.submodules[f"{q}_queue"] = qf
             queues[q] = qf
@@ -541,8 +608,10 @@ class CommandProcessor(wiring.Component):
                 with m.Else():
                     for i, q in enumerate(isa.QUEUES):
                         with m.If(chk_queue == i):
-                            m.d.comb += [queues[q].w_data.eq(head),
-                                         queues[q].w_en.eq(1)]
+                            m.d.comb += [
+                                queues[q].w_data.eq(Cat(*(head[lo:hi]
+                                                          for lo, hi in queue_bits[q]))),
+                                queues[q].w_en.eq(1)]
                             with m.If(queues[q].w_rdy):
                                 if not beatwise:
                                     m.d.comb += [fbuf.r_en.eq(1), committed_sub.eq(1)]
@@ -580,8 +649,11 @@ class CommandProcessor(wiring.Component):
             m.d.comb += tokens_ok.eq(
                 (~need_prev | (tokens[pop_prev_tok] != 0 if pop_prev_tok else 1))
                 & (~need_next | (tokens[pop_next_tok] != 0 if pop_next_tok else 1)))
+            pos = 0
+            for lo, hi in queue_bits[q]:
+                m.d.comb += out.payload.as_value()[lo:hi].eq(qf.r_data[pos:pos + hi - lo])
+                pos += hi - lo
             m.d.comb += [
-                out.payload.eq(qf.r_data),
                 out.valid.eq(qf.r_rdy & tokens_ok & inflight.w_rdy & ~aborting),
                 inflight.w_data.eq(Cat(head.header.push_prev, head.header.push_next)),
                 inflight.w_en.eq(out.valid & out.ready),

@@ -151,7 +151,7 @@ class Config:
              f"vector_max_row must be a multiple of vector_lanes ({self.vector_lanes}) "
              f"between {self.vector_lanes} and 4096, not {self.vector_max_row}")
 
-        in_range("cmd_queue_depth", 2, 256)
+        in_range("cmd_queue_depth", 1, 256)
         in_range("dep_queue_depth", 1, 256)
 
     # Derived figures -----------------------------------------------------------------------
@@ -194,6 +194,11 @@ class Config:
         return self.spad_rows // self.spad_banks
 
     @property
+    def spad_addr_width(self) -> int:
+        """Bits of a scratchpad row address."""
+        return max(1, (self.spad_rows - 1).bit_length())
+
+    @property
     def acc_row_bytes(self) -> int:
         """Width of one accumulator row: ``array_cols`` accumulators, each in whole bytes."""
         return self.array_cols * ((self.acc_width + 7) // 8)
@@ -210,6 +215,11 @@ class Config:
     @property
     def acc_bank_rows(self) -> int:
         return self.acc_rows // self.acc_banks
+
+    @property
+    def acc_addr_width(self) -> int:
+        """Bits of an accumulator row address."""
+        return max(1, (self.acc_rows - 1).bit_length())
 
     @property
     def weight_tile_bytes(self) -> int:
@@ -267,7 +277,8 @@ class Config:
 
 
 _DERIVED = ("pes", "macs_per_cycle", "axi_bytes", "spad_row_bytes", "spad_rows",
-            "spad_bank_rows", "acc_row_bytes", "acc_rows", "acc_bank_rows",
+            "spad_bank_rows", "spad_addr_width", "acc_row_bytes", "acc_rows", "acc_bank_rows",
+            "acc_addr_width",
             "weight_tile_bytes", "min_spad_bytes", "min_acc_bytes")
 
 
@@ -322,7 +333,7 @@ PRESETS: dict[str, tuple[Config, str]] = {
             axi_addr_width=24, axi_id_width=1, axi_max_burst=4, axi_max_outstanding=1,
             spad_bytes=4096, acc_bytes=4096, vector_lanes=2, vector_max_row=32,
             has_softmax=False, has_gelu=False, has_layernorm=False, has_residual=False,
-            has_requant=False, perf_counters=False, cmd_queue_depth=2, dep_queue_depth=1),
+            has_requant=False, perf_counters=False, cmd_queue_depth=1, dep_queue_depth=1),
         # Measured with `intformer synth --preset icebreaker --target ice40` on the
         # Accelerator top (Yosys, blocks kept apart): the GEMM engine is about 2.7k LUT,
         # 1.8k FF and all 6 DSPs (2 in the array, 4 in its requantizer); the command
