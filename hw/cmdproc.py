@@ -377,8 +377,12 @@ class CommandProcessor(wiring.Component):
                 m.d.comb += [is_flags.eq(1), last.eq(1), flags_err.eq(_err("unknown_opcode"))]
 
         # (rows - 1) * stride, least significant multiplier bit first; rows of 1 take no
-        # step. rows == 0 is a zero_length error, found before any range check.
-        pw = widths["rows"] + widths["stride"]
+        # step. rows == 0 is a zero_length error, found before any range check. Products
+        # fit 32 bits: local strides have 16 bits, and the 20-bit memory stride goes with
+        # a row count of 12 bits.
+        assert all(isa.OPCODES[name].field("rows").width + isa.OPCODES[name]
+                   .field("dram_stride").width <= 32 for name in ("load", "store"))
+        pw = 32
         mplier = Signal(widths["rows"])
         mcand = Signal(pw)
         prod = Signal(pw)
@@ -392,11 +396,20 @@ class CommandProcessor(wiring.Component):
             r.eq(Mux(space == isa.SPACES["acc"], c.acc_rows, c.spad_rows) - end),
             r2.eq(Mux(half, r >> 1, r)),
         ]
+        # amount <= r2 * w, as ceil(amount / w) <= r2 where w is a power of 2: the
+        # quotient has the amount's width, so only r2's low bits meet a comparator.
         fits_ok = Signal()
+        aw_ = widths["amount"]
+        positive = ~r2[-1] & (r2 != 0)
         with m.Switch(wsel):
             for i, w in enumerate(per_rows):
                 with m.Case(i):
-                    m.d.comb += fits_ok.eq((r2 > 0) & (ops["amount"] <= r2 * w))
+                    if w & (w - 1) == 0:
+                        need = (ops["amount"] + (w - 1)) >> (w.bit_length() - 1)
+                        m.d.comb += fits_ok.eq(positive & ((r2[aw_:] != 0)
+                                                           | (r2[:aw_] >= need)))
+                    else:
+                        m.d.comb += fits_ok.eq(positive & (ops["amount"] <= r2 * w))
         bad = Signal()
         err = Signal(8)
         m.d.comb += [

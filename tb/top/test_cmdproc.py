@@ -330,6 +330,29 @@ async def run_cmdproc(dut):
         ("bad_dependency", cs.encode("store", rows=1, row_bytes=1, push_next=1)),
         ("bad_constant", cs.encode("set_const", index=cs.constants["count"])),
     ]
+    # Operands that end exactly at a memory's last row pass; one element more does not.
+    acc_row = tb.man["derived"]["acc_row_bytes"]
+    R, C = c["array_rows"], c["array_cols"]
+    edges = [
+        (cs.encode("load", rows=1, row_bytes=2 * spad_row, loc=spad - 2), "spad_range",
+         cs.encode("load", rows=1, row_bytes=2 * spad_row + 1, loc=spad - 2)),
+        (cs.encode("load", rows=2, row_bytes=3 * acc_row, loc=acc - 5, loc_stride=2,
+                   space=1), "acc_range",
+         cs.encode("load", rows=2, row_bytes=3 * acc_row + 1, loc=acc - 5, loc_stride=2,
+                   space=1)),
+        (cs.encode("gemm", m=1, k=2 * R, n=1, a=spad - 2), "spad_range",
+         cs.encode("gemm", m=1, k=2 * R + 1, n=1, a=spad - 2)),
+        (cs.encode("gemm", m=2, k=1, n=3 * C, c=acc - 4, c_stride=1), "acc_range",
+         cs.encode("gemm", m=2, k=1, n=3 * C + 1, c=acc - 4, c_stride=1)),
+        (cs.encode("store", rows=3, row_bytes=4, dram=0x10000 - 4 - 2 * 16, dram_stride=16),
+         "dma_window",
+         cs.encode("store", rows=3, row_bytes=5, dram=0x10000 - 4 - 2 * 16, dram_stride=16)),
+    ]
+    for good, name, word in edges:
+        assert tb.checker.error(cs.decode(good)[0], cs.decode(good)[1],
+                                window_bytes=0x10000) == "none"
+        await tb.run([good, cs.encode("end")])
+        bad.append((name, word))
     if not c["has_softmax"]:
         bad.append(("unit_absent", cs.encode("softmax", rows=1, length=1)))
     for pauses in (False, True):
@@ -397,6 +420,8 @@ CONFIGS = {
     "tiny_nosoftmax": {"preset": "tiny", "has_softmax": False},
     "wide": {"axi_data_width": 256, "axi_max_burst": 4, "array_rows": 4, "array_cols": 8,
              "cmd_queue_depth": 2},
+    # Rows of 3 and 12 bytes: range checks for a row size that is not a power of 2.
+    "odd_rows": {"preset": "tiny", "array_cols": 3, "spad_bytes": 4092, "acc_bytes": 2040},
     # One-entry queues, 24-bit addresses, GEMM only: the narrowest queue entries.
     "icebreaker": {"preset": "icebreaker",
                    "implemented": ("load", "store", "gemm", "set_const", "end")},
