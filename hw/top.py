@@ -363,7 +363,8 @@ def register_map(config: Config):
     from .csr import Field, Register, standard_registers
     regs = standard_registers(addr_width=config.axi_addr_width,
                               perf_counters=config.perf_counters)
-    regs.add(Register("cmd_addr", [Field("addr", 32)], doc="Command stream byte address"))
+    regs.add(Register("cmd_addr", [Field("addr", config.axi_addr_width)],
+                      doc="Command stream byte address"))
     regs.add(Register("cmd_count", [Field("count", 32)], doc="Commands in the stream"))
     regs.add(Register("error_index", [Field("index", 32, access="ro")],
                       doc="Index of the command at fault (see the errors section)"))
