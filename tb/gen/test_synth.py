@@ -112,7 +112,11 @@ def test_ice40_wrapper_elaborates(tmp_path):
     n_in = sum(p["width"] for p in ports if p["direction"] == "input") - 2  # less clk, rst
     n_out = sum(p["width"] for p in ports if p["direction"] == "output")
     text = wrapper.read_text()
-    assert f"reg [{n_in - 1}:0] in_sr;" in text and f"reg [{n_out - 1}:0] out_sr;" in text
+    assert f"reg [{n_in - 1}:0] in_sr;" in text
+    # Every output bit reaches the parity fold exactly once.
+    import re
+    folded = [(int(hi), int(lo)) for hi, lo in re.findall(r"\^out_bits\[(\d+):(\d+)\]", text)]
+    assert sorted(b for hi, lo in folded for b in range(lo, hi + 1)) == list(range(n_out))
 
 
 @pytest.mark.slow
@@ -121,7 +125,7 @@ def test_ice40_place_and_route(tmp_path):
                "--json", "--out", tmp_path)
     assert proc.returncode == 0, proc.stderr
     r = json.loads(proc.stdout)
-    assert r["device"] == "up5k" and r["pnr_mode"] == "shift-register I/O wrapper"
+    assert r["device"] == "up5k" and r["pnr_mode"] == "I/O wrapper"
     assert r["dsp"] == r["cells"]["SB_MAC16"] > 0 and r["fmax_mhz"] > 5
     # The wrapper's shift registers are not counted as the top's flip-flops.
     assert r["utilization"]["ICESTORM_LC"]["used"] > r["ff"]
