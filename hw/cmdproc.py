@@ -54,7 +54,12 @@ class CommandProcessor(wiring.Component):
     of up to :attr:`fetch_chunk` commands are issued ahead while the fetch buffer has
     room. A queue issues one command per cycle when its tokens are there, its
     executor is ready and fewer than :attr:`max_inflight` of its commands are
-    unfinished.
+    unfinished. With ``cmd_queue_depth`` 0 there are no queues: a checked command is
+    issued from where it was checked, and until it is, the commands behind it wait
+    (a command waiting for a token that only a later command pushes is then a
+    ``deadlock``; streams whose tokens are pushed before they are popped, in stream
+    order, run). Each queue (or the path that replaces it) keeps only
+    :attr:`queue_bits` of a command.
 
     Parameters
     ----------
@@ -589,11 +594,17 @@ class CommandProcessor(wiring.Component):
         queue_bits = self.queue_bits
         for q in isa.QUEUES:
             used = sum(hi - lo for lo, hi in queue_bits[q])
-            qf = fifo.SyncFIFOBuffered(width=used, depth=c.cmd_queue_depth)
-            m.submodules[f"{q}_queue"] = qf
+            if c.cmd_queue_depth:
+                qf = fifo.SyncFIFOBuffered(width=used, depth=c.cmd_queue_depth)
+                m.submodules[f"{q}_queue"] = qf
+            else:
+                qf = _Passthrough(m, used, name=q)
             queues[q] = qf
 
         m.d.comb += fbuf.r_en.eq(0)
+        # Unconditional, so that a queue of depth 0 hands the head on as plain wires.
+        for q in isa.QUEUES:
+            m.d.comb += queues[q].w_data.eq(Cat(*(head[lo:hi] for lo, hi in queue_bits[q])))
         with m.If(running & ~aborting & ~ending):
             with m.If(stage == 0):
                 with m.If((committed != 0) & fbuf.r_rdy):
@@ -621,10 +632,7 @@ class CommandProcessor(wiring.Component):
                 with m.Else():
                     for i, q in enumerate(isa.QUEUES):
                         with m.If(chk_queue == i):
-                            m.d.comb += [
-                                queues[q].w_data.eq(Cat(*(head[lo:hi]
-                                                          for lo, hi in queue_bits[q]))),
-                                queues[q].w_en.eq(1)]
+                            m.d.comb += queues[q].w_en.eq(1)
                             with m.If(queues[q].w_rdy):
                                 if not beatwise:
                                     m.d.comb += [fbuf.r_en.eq(1), committed_sub.eq(1)]
@@ -758,6 +766,18 @@ class CommandProcessor(wiring.Component):
 
         m.d.comb += [self.error.eq(error), self.error_index.eq(index)]
         return m
+
+
+class _Passthrough:
+    """A queue of depth 0, with a FIFO's ports: the checked command goes from the
+    checker straight to its executor, accepted as it is issued."""
+
+    def __init__(self, m: Module, width: int, *, name: str):
+        self.w_data = Signal(width, name=f"{name}_direct_data")
+        self.w_en = Signal(name=f"{name}_direct_valid")
+        self.r_en = Signal(name=f"{name}_direct_take")
+        self.r_data, self.r_rdy, self.w_rdy = self.w_data, self.w_en, self.r_en
+        self.level = Const(0, 1)
 
 
 def _min_const(a, b: int):

@@ -80,7 +80,9 @@ class Config:
     perf_counters: bool = _f("units", True,
                              "Include the performance counters (the perf_* registers)")
     # queues
-    cmd_queue_depth: int = _f("queues", 8, "Depth of each of the load, compute and store queues")
+    cmd_queue_depth: int = _f("queues", 8,
+                              "Depth of each of the load, compute and store queues (0: none, "
+                              "a command waits at the checker until its executor takes it)")
     dep_queue_depth: int = _f("queues", 4, "Depth of each dependency-token queue")
 
     def __post_init__(self):
@@ -151,7 +153,7 @@ class Config:
              f"vector_max_row must be a multiple of vector_lanes ({self.vector_lanes}) "
              f"between {self.vector_lanes} and 4096, not {self.vector_max_row}")
 
-        in_range("cmd_queue_depth", 1, 256)
+        in_range("cmd_queue_depth", 0, 256)
         in_range("dep_queue_depth", 1, 256)
 
     # Derived figures -----------------------------------------------------------------------
@@ -333,7 +335,7 @@ PRESETS: dict[str, tuple[Config, str]] = {
             axi_addr_width=24, axi_id_width=1, axi_max_burst=4, axi_max_outstanding=1,
             spad_bytes=4096, acc_bytes=4096, vector_lanes=2, vector_max_row=32,
             has_softmax=False, has_gelu=False, has_layernorm=False, has_residual=False,
-            has_requant=False, perf_counters=False, cmd_queue_depth=1, dep_queue_depth=1),
+            has_requant=False, perf_counters=False, cmd_queue_depth=0, dep_queue_depth=1),
         # Measured with `intformer synth --preset icebreaker --target ice40` on the
         # Accelerator top (Yosys, blocks kept apart): the GEMM engine is about 2.7k LUT,
         # 1.8k FF and all 6 DSPs (2 in the array, 4 in its requantizer); the command

@@ -86,7 +86,7 @@ def test_unknown_preset():
 RANGES = [
     ("array_rows", 1, 64), ("array_cols", 1, 64), ("operand_width", 2, 16),
     ("requant_mult_width", 8, 32), ("axi_addr_width", 16, 64), ("axi_id_width", 1, 16),
-    ("csr_addr_width", 8, 16), ("vector_lanes", 1, 64), ("cmd_queue_depth", 1, 256),
+    ("csr_addr_width", 8, 16), ("vector_lanes", 1, 64), ("cmd_queue_depth", 0, 256),
     ("dep_queue_depth", 1, 256),
 ]
 
@@ -102,7 +102,7 @@ def test_ranges(name, lo, hi):
 def test_range_ends_accepted():
     Config(array_rows=1, array_cols=1)
     Config(operand_width=2)
-    Config(cmd_queue_depth=1, dep_queue_depth=1)
+    Config(cmd_queue_depth=0, dep_queue_depth=1)
 
 
 def test_outstanding_limited_by_id_width():
