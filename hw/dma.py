@@ -295,30 +295,38 @@ class _Generator(wiring.Component):
         B, lb = p.B, p.lb
         aw = p.addr_width
 
-        d = Signal(p.descriptor())
+        # The job: what stays fixed (stride, row_bytes, tag) and where planning stands
+        # (the row's start, the next burst's start, bytes and rows left).
+        stride = Signal(aw)
+        row_bytes = Signal(p.bytes_width)
+        tag = Signal(p.tag_width)
         seq = Signal(p.seq_width)
         refused = Signal()
-        # (rows - 1) * stride by shift and add, one multiplier bit per cycle; rows of
-        # 1 take no step.
-        prod = Signal(aw + p.rows_width)
-        mcand = Signal(aw + p.rows_width)
-        mplier = Signal(p.rows_width)
         row_addr = Signal(aw)
         cur = Signal(aw)
         left = Signal(p.bytes_width)
         rows_left = Signal(p.rows_width)
         shift = Signal(max(lb, 1))
         tail = Signal(lb + 1)
+        m.d.comb += [shift.eq(row_addr[:lb] if lb else 0),
+                     tail.eq(((row_bytes - 1)[:lb] if lb else 0) + 1)]
+        # Window check only: (rows - 1) * stride by shift and add, one multiplier bit per
+        # cycle; rows of 1 take no step.
+        prod = Signal(aw + p.rows_width)
+        mcand = Signal(aw + p.rows_width)
+        mplier = Signal(p.rows_width)
 
         # Plan of the burst starting at `cur`.
+        k = _log2(p.span)
         room = Signal(range(p.span + 1))
         n = Signal(range(p.span + 1))
         lo = Signal(max(lb, 1))
         end = Signal(range(p.span + B + 1))
         row_end = Signal()
         m.d.comb += [
-            room.eq(p.span - cur[:_log2(p.span)]),
-            row_end.eq(left <= room),
+            room.eq(p.span - cur[:k]),
+            # room is at most span: only the low bits of left need comparing.
+            row_end.eq((left >> (k + 1) == 0) & (left[:k + 1] <= room)),
             n.eq(Mux(row_end, left, room)),
             lo.eq(cur[:lb] if lb else 0),
             end.eq(lo + n),
@@ -348,45 +356,48 @@ class _Generator(wiring.Component):
             rec.phantom.eq(is_empty | refused | (self.fail & (self.fail_seq == seq))),
             rec.empty.eq(is_empty),
             rec.seq.eq(seq),
-            rec.tag.eq(d.tag),
+            rec.tag.eq(tag),
         ]
 
-        last_byte = Signal(max(aw + p.rows_width, p.bytes_width) + 2)
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += [self.desc.ready.eq(~self.soft_reset), self.idle.eq(1)]
                 with m.If(self.desc.valid & ~self.soft_reset):
-                    rows = self.desc.payload.rows
-                    m.d.sync += [d.eq(self.desc.payload), seq.eq(seq + 1), prod.eq(0),
-                                 mcand.eq(self.desc.payload.stride),
-                                 mplier.eq(Mux(rows == 0, 0, rows - 1))]
-                    m.next = "PRODUCT" if p.check_window else "CHECK"
-            with m.State("PRODUCT"):
-                with m.If(mplier == 0):
-                    m.next = "CHECK"
-                with m.Else():
-                    with m.If(mplier[0]):
-                        m.d.sync += prod.eq(prod + mcand)
-                    m.d.sync += [mcand.eq(mcand << 1), mplier.eq(mplier >> 1)]
-                with m.If(self.soft_reset):
-                    m.next = "IDLE"
-            with m.State("CHECK"):
-                m.d.comb += last_byte.eq(d.addr + prod + d.row_bytes)
-                if p.check_window:
-                    m.d.sync += refused.eq((d.addr < self.window_base)
+                    desc = self.desc.payload
+                    m.d.sync += [stride.eq(desc.stride), row_bytes.eq(desc.row_bytes),
+                                 tag.eq(desc.tag), seq.eq(seq + 1),
+                                 row_addr.eq(desc.addr), cur.eq(desc.addr),
+                                 left.eq(desc.row_bytes), rows_left.eq(desc.rows)]
+                    if p.check_window:
+                        m.d.sync += [prod.eq(0), mcand.eq(desc.stride),
+                                     mplier.eq(Mux(desc.rows == 0, 0, desc.rows - 1))]
+                        m.next = "PRODUCT"
+                    else:
+                        with m.If((desc.rows == 0) | (desc.row_bytes == 0)):
+                            m.next = "EMPTY"
+                        with m.Else():
+                            m.next = "RUN"
+            if p.check_window:
+                with m.State("PRODUCT"):
+                    with m.If(mplier == 0):
+                        m.next = "CHECK"
+                    with m.Else():
+                        with m.If(mplier[0]):
+                            m.d.sync += prod.eq(prod + mcand)
+                        m.d.sync += [mcand.eq(mcand << 1), mplier.eq(mplier >> 1)]
+                    with m.If(self.soft_reset):
+                        m.next = "IDLE"
+                with m.State("CHECK"):
+                    last_byte = Signal(max(aw + p.rows_width, p.bytes_width) + 2)
+                    m.d.comb += last_byte.eq(row_addr + prod + row_bytes)
+                    m.d.sync += refused.eq((row_addr < self.window_base)
                                            | (last_byte > self.window_limit))
-                m.d.sync += [
-                    row_addr.eq(d.addr), cur.eq(d.addr), left.eq(d.row_bytes),
-                    rows_left.eq(d.rows),
-                    shift.eq(d.addr[:lb] if lb else 0),
-                    tail.eq(((d.row_bytes - 1)[:lb] if lb else 0) + 1),
-                ]
-                with m.If((d.rows == 0) | (d.row_bytes == 0)):
-                    m.next = "EMPTY"
-                with m.Else():
-                    m.next = "RUN"
-                with m.If(self.soft_reset):
-                    m.next = "IDLE"
+                    with m.If((rows_left == 0) | (row_bytes == 0)):
+                        m.next = "EMPTY"
+                    with m.Else():
+                        m.next = "RUN"
+                    with m.If(self.soft_reset):
+                        m.next = "IDLE"
             with m.State("EMPTY"):
                 m.d.comb += [self.burst.valid.eq(~self.soft_reset), is_empty.eq(1)]
                 with m.If(self.burst.ready | self.soft_reset):
@@ -397,10 +408,9 @@ class _Generator(wiring.Component):
                     m.next = "IDLE"
                 with m.Elif(self.burst.ready):
                     with m.If(row_end):
-                        next_row = row_addr + d.stride
+                        next_row = row_addr + stride
                         m.d.sync += [rows_left.eq(rows_left - 1), row_addr.eq(next_row),
-                                     cur.eq(next_row), left.eq(d.row_bytes),
-                                     shift.eq(next_row[:lb] if lb else 0)]
+                                     cur.eq(next_row), left.eq(row_bytes)]
                         with m.If(rows_left == 1):
                             m.next = "IDLE"
                     with m.Else():
@@ -511,7 +521,7 @@ class DMAReader(_Engine):
     check_window : bool
         Refuse jobs outside the window (``WINDOW``); without it the engine has no
         window comparators and no ``(rows - 1) * stride`` product, and a job's first
-        burst comes a cycle sooner.
+        burst is planned in the cycle after its descriptor is taken.
 
     Members
     -------
