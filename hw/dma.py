@@ -633,6 +633,15 @@ class DMAReader(_Engine):
         tail_mask = Signal(W)
         for lane in range(B):
             m.d.comb += tail_mask[lane * 8:lane * 8 + 8].eq(Mux(rec.tail > lane, 0xff, 0))
+        # One realigner for memory beats and the flush beat, which takes the row's last
+        # bytes from prev alone (and has shift != 0). Phantom beats need no zeroing
+        # here: their job has failed, so failed_now zeroes what leaves.
+        row_last = last & rec.row_end
+        src = Mux(flushing, 0, bus.rdata)
+        joined = (Cat(prev, src) >> (rec.shift * 8))[:W]
+        value = Mux(rec.shift == 0, src, joined)
+        value = Mux(flushing | (row_last & ~rec.extra), value & tail_mask, value)
+        value = Mux(failed_now, 0, value)
 
         def finish_job():
             m.d.sync += [st.valid.eq(1), st.payload.tag.eq(rec.tag),
@@ -655,9 +664,8 @@ class DMAReader(_Engine):
                              beat.eq(0)]
         with m.Elif(flushing):
             with m.If(out_free & (st_free | ~rec.job_end)):
-                m.d.sync += [o.valid.eq(1),
-                             o.payload.eq(Mux(failed, 0, (prev >> (rec.shift * 8)) & tail_mask)),
-                             flushing.eq(0), in_row.eq(0)]
+                m.d.sync += [o.valid.eq(1), o.payload.eq(value), flushing.eq(0),
+                             in_row.eq(0)]
                 m.d.comb += q.r.ready.eq(1)
                 with m.If(rec.job_end):
                     finish_job()
@@ -672,13 +680,8 @@ class DMAReader(_Engine):
             m.d.comb += [bus.rready.eq(real & room),
                          step.eq(room & (rec.phantom | bus.rvalid))]
             with m.If(step):
-                cur = Mux(rec.phantom, 0, bus.rdata)
-                row_last = last & rec.row_end
-                joined = (Cat(prev, cur) >> (rec.shift * 8))[:W]
-                value = Mux(rec.shift == 0, cur, joined)
-                value = Mux(row_last & ~rec.extra, value & tail_mask, value)
-                m.d.sync += [prev.eq(cur), in_row.eq(1), beat.eq(beat + 1),
-                             o.payload.eq(Mux(failed_now, 0, value))]
+                m.d.sync += [prev.eq(bus.rdata), in_row.eq(1), beat.eq(beat + 1),
+                             o.payload.eq(value)]
                 with m.If((rec.shift == 0) | in_row):
                     m.d.sync += o.valid.eq(1)
                 with m.If(failed_now & ~failed):
