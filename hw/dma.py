@@ -856,9 +856,10 @@ class DMAWriter(_Engine):
                 after_lo = (rec.lo <= lane) if lane < B - 1 else Const(1)
                 keep = (~first | after_lo) & (~last | (rec.hi > lane))
             m.d.comb += strb[lane].eq(keep & ~masked)
-        cur = Mux(no_input, 0, i.payload)
-        joined = (Cat(prev, cur) << (rec.shift * 8))[W:2 * W]
-        value = Mux(rec.shift == 0, cur, joined)
+        # A beat that needs no input takes lanes >= shift from the input anyway: their
+        # strobes are off (the row ended in the lanes prev fills).
+        joined = (Cat(prev, i.payload) << (rec.shift * 8))[W:2 * W]
+        value = Mux(rec.shift == 0, i.payload, joined)
 
         step = Signal()
         with m.If(aborting):
