@@ -493,6 +493,27 @@ class _Engine(_Figures, wiring.Component):
         ]
 
 
+    def _address(self, m, ch: str, plan, issue, head):
+        """Drive the AR or AW channel with the bursts ``issue`` marks in ``plan``; return
+        a value that is 1 once the bus has taken the address of the burst of ``head``,
+        the oldest record of the response side's queue."""
+        bus, lb = self.bus, self._p.lb
+        valid, ready = getattr(bus, f"{ch}valid"), getattr(bus, f"{ch}ready")
+        addr, length = getattr(bus, f"{ch}addr"), getattr(bus, f"{ch}len")
+        with m.If(valid & ready):
+            m.d.sync += valid.eq(0)
+        with m.If(issue):
+            m.d.sync += [valid.eq(1), length.eq(plan.beats - 1)]
+        if self._p.queue_depth == 1:
+            # The queue's one record is the burst in flight: the address comes from there,
+            # and the response side takes no response of it before the address is taken.
+            m.d.comb += addr.eq(head.addr >> lb << lb)
+            return ~valid
+        with m.If(issue):
+            m.d.sync += addr.eq(plan.addr >> lb << lb)
+        return Const(1)
+
+
 def _bus_member(p: _Params, write: bool):
     sig = AXI4Signature(addr_width=p.addr_width, data_width=p.data_width, id_width=p.id_width)
     chans = ("aw", "w", "b") if write else ("ar", "r")
@@ -557,7 +578,7 @@ class DMAReader(_Engine):
     def elaborate(self, platform) -> Module:
         m = Module()
         p = self._p
-        B, lb, W = p.B, p.lb, p.data_width
+        B, W = p.B, p.data_width
         bus = self.bus
 
         m.submodules.gen = gen = _Generator(p, write=False)
@@ -589,15 +610,11 @@ class DMAReader(_Engine):
             issue.eq(gen.burst.valid & gen.burst.ready & ~plan.phantom),
             gen.soft_reset.eq(self.soft_reset | aborting),
         ]
-        with m.If(bus.arvalid & bus.arready):
-            m.d.sync += bus.arvalid.eq(0)
-        with m.If(issue):
-            m.d.sync += [bus.arvalid.eq(1), bus.araddr.eq(plan.addr >> lb << lb),
-                         bus.arlen.eq(plan.beats - 1)]
+        rec = q.r.payload
+        ar_taken = self._address(m, "ar", plan, issue, rec)
         m.d.sync += outstanding.eq(outstanding + issue - complete)
 
         # Data side.
-        rec = q.r.payload
         beat = Signal(range(p.max_burst))
         prev = Signal(W)
         in_row = Signal()
@@ -652,8 +669,8 @@ class DMAReader(_Engine):
         step = Signal()
         with m.If(aborting):
             # Take every beat already asked for, drop it; skip phantom records.
-            m.d.comb += bus.rready.eq(q.r.valid & real)
-            with m.If(q.r.valid & (rec.phantom | bus.rvalid)):
+            m.d.comb += bus.rready.eq(q.r.valid & ar_taken & real)
+            with m.If(q.r.valid & ar_taken & (rec.phantom | bus.rvalid)):
                 m.d.sync += beat.eq(beat + 1)
                 with m.If(rec.phantom | last):
                     m.d.comb += q.r.ready.eq(1)
@@ -676,7 +693,7 @@ class DMAReader(_Engine):
         with m.Elif(q.r.valid):
             # Only the beat that ends a job needs the status register free.
             ends_job = last & rec.job_end & ~(rec.row_end & rec.extra)
-            room = out_free & (st_free | ~ends_job)
+            room = out_free & (st_free | ~ends_job) & ar_taken
             m.d.comb += [bus.rready.eq(real & room),
                          step.eq(room & (rec.phantom | bus.rvalid))]
             with m.If(step):
@@ -785,15 +802,11 @@ class DMAWriter(_Engine):
             issue.eq(gen.burst.valid & gen.burst.ready & ~plan.phantom),
             gen.soft_reset.eq(self.soft_reset | aborting),
         ]
-        with m.If(bus.awvalid & bus.awready):
-            m.d.sync += bus.awvalid.eq(0)
-        with m.If(issue):
-            m.d.sync += [bus.awvalid.eq(1), bus.awaddr.eq(plan.addr >> lb << lb),
-                         bus.awlen.eq(plan.beats - 1)]
+        brec = bq.r.payload
+        aw_taken = self._address(m, "aw", plan, issue, brec)
         m.d.sync += outstanding.eq(outstanding + issue - complete)
 
         # Response side (owns the job's error state).
-        brec = bq.r.payload
         failed = Signal()
         fail_code = Signal(DMAError)
         fail_addr = Signal(p.addr_width)
@@ -816,11 +829,11 @@ class DMAWriter(_Engine):
                                 Mux(bus.bresp[0], DMAError.DECERR, DMAError.SLVERR)))),
         ]
         with m.If(aborting):
-            m.d.comb += bus.bready.eq(bq.r.valid & breal)
-            with m.If(bq.r.valid & (brec.phantom | bus.bvalid)):
+            m.d.comb += bus.bready.eq(bq.r.valid & aw_taken & breal)
+            with m.If(bq.r.valid & aw_taken & (brec.phantom | bus.bvalid)):
                 m.d.comb += [bq.r.ready.eq(1), complete.eq(breal)]
         with m.Elif(bq.r.valid):
-            room = st_free | ~brec.job_end
+            room = (st_free | ~brec.job_end) & aw_taken
             m.d.comb += bus.bready.eq(breal & room)
             with m.If(room & (brec.phantom | bus.bvalid)):
                 m.d.comb += [bq.r.ready.eq(1), complete.eq(breal)]
