@@ -647,18 +647,18 @@ class DMAReader(_Engine):
                                 Mux(bus.rresp[0], DMAError.DECERR, DMAError.SLVERR)))),
             addr_now.eq(Mux(failed, fail_addr, rec.addr)),
         ]
-        tail_mask = Signal(W)
-        for lane in range(B):
-            m.d.comb += tail_mask[lane * 8:lane * 8 + 8].eq(Mux(rec.tail > lane, 0xff, 0))
         # One realigner for memory beats and the flush beat, which takes the row's last
-        # bytes from prev alone (and has shift != 0). Phantom beats need no zeroing
-        # here: their job has failed, so failed_now zeroes what leaves.
+        # bytes from prev alone: it has shift != 0 and shift + tail <= B, so the lanes
+        # the bus would fill are past the tail and zeroed with it. Phantom beats need
+        # no zeroing either: their job has failed, and failed_now zeroes what leaves.
         row_last = last & rec.row_end
-        src = Mux(flushing, 0, bus.rdata)
-        joined = (Cat(prev, src) >> (rec.shift * 8))[:W]
-        value = Mux(rec.shift == 0, src, joined)
-        value = Mux(flushing | (row_last & ~rec.extra), value & tail_mask, value)
-        value = Mux(failed_now, 0, value)
+        at_tail = flushing | (row_last & ~rec.extra)
+        joined = (Cat(prev, bus.rdata) >> (rec.shift * 8))[:W]
+        value = Signal(W)
+        for lane in range(B):
+            keep = ~failed_now & (~at_tail | (rec.tail > lane))
+            picked = Mux(rec.shift == 0, bus.rdata, joined).word_select(lane, 8)
+            m.d.comb += value.word_select(lane, 8).eq(Mux(keep, picked, 0))
 
         def finish_job():
             m.d.sync += [st.valid.eq(1), st.payload.tag.eq(rec.tag),
