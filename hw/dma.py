@@ -65,7 +65,8 @@ the row's last memory beat costs one extra cycle. A job's window check costs
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
-from amaranth.lib import data, enum, fifo, stream, wiring
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .axi import AXI4Signature, AXIBurst, check_width
@@ -163,10 +164,13 @@ class _Params:
         self.lb = _log2(self.B)
         # Bursts never cross a multiple of this many bytes (a power of 2 <= 4096).
         self.span = max_burst * self.B
-        self.fifo_depth = max_outstanding + 2
-        # Jobs in flight between generator and response side are bounded by the
-        # FIFO depth plus the two ends; a wider sequence number never aliases.
-        self.seq_width = (self.fifo_depth + 4).bit_length() + 1
+        # Records between the generator and a response side: one per burst in flight
+        # (a queue takes a record in the cycle its oldest one leaves, see _Queue).
+        self.queue_depth = max_outstanding
+        # While a response side holds a failure of job J, every job from J to the
+        # generator's current one has a record in that side's queue, so they span at
+        # most queue_depth + 1 jobs: sequence numbers modulo 2**seq_width never alias.
+        self.seq_width = self.queue_depth.bit_length()
 
     def kwargs(self) -> dict:
         return dict(addr_width=self.addr_width, data_width=self.data_width,
@@ -182,10 +186,11 @@ class _Params:
     def status(self) -> DMAStatus:
         return DMAStatus(addr_width=self.addr_width, tag_width=self.tag_width)
 
-    def record(self) -> data.StructLayout:
-        """One burst as the address generator plans it."""
+    def record(self, fields=None) -> data.StructLayout:
+        """One burst as the address generator plans it; only ``fields`` if given (what
+        one response side reads, so that its queue stores nothing else)."""
         lb = self.lb
-        return data.StructLayout({
+        layout = {
             "addr": unsigned(self.addr_width),          # first byte of the burst
             "beats": unsigned(_log2(self.max_burst) + 1),
             "lo": unsigned(max(lb, 1)),                 # first lane of the first beat
@@ -193,10 +198,74 @@ class _Params:
             "shift": unsigned(max(lb, 1)),              # lane of the row's first byte
             "tail": unsigned(lb + 1),                   # bytes in the row's last packed beat
             "extra": 1,           # read: flush beat after the row; write: last beat needs no input
-            "row_end": 1, "job_end": 1, "phantom": 1, "refused": 1, "empty": 1,
+            "row_end": 1, "job_end": 1, "phantom": 1, "empty": 1,
+            # Only engines that check the window refuse jobs.
+            **({"refused": 1} if self.check_window else {}),
             "seq": unsigned(self.seq_width),
             "tag": unsigned(self.tag_width),
-        })
+        }
+        return data.StructLayout({name: shape for name, shape in layout.items()
+                                  if fields is None or name in fields})
+
+
+def _pick(layout: data.StructLayout, rec) -> Cat:
+    """The fields of burst record ``rec`` that ``layout`` (a :meth:`_Params.record`
+    subset) holds, as one value of that layout."""
+    return Cat(rec[name] for name, _ in layout)
+
+
+def _refused(rec):
+    """The ``refused`` bit of a burst record, 0 where the engine checks no window."""
+    return rec.refused if "refused" in rec.shape().members else Const(0)
+
+
+class _Queue(wiring.Component):
+    """Burst records from the generator to one response side, ``depth`` records deep.
+
+    A record written is readable in the next cycle. Unlike
+    :class:`amaranth.lib.fifo.SyncFIFO`, a full queue takes a record in the cycle its
+    oldest one leaves, so a queue as deep as ``max_outstanding`` keeps that many bursts
+    in flight. Storage starts at zero: ``r.payload`` is never undefined, even when
+    ``r.valid`` is low.
+    """
+
+    def __init__(self, layout: data.StructLayout, *, depth: int):
+        assert depth >= 1
+        self._depth = depth
+        super().__init__({"w": In(stream.Signature(layout)),
+                          "r": Out(stream.Signature(layout))})
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        w, r = self.w, self.r
+        put, take = w.valid & w.ready, r.valid & r.ready
+        if self._depth == 1:
+            m.d.comb += w.ready.eq(~r.valid | r.ready)
+            with m.If(take):
+                m.d.sync += r.valid.eq(0)
+            with m.If(put):
+                m.d.sync += [r.valid.eq(1), r.payload.eq(w.payload)]
+            return m
+
+        depth = self._depth
+        m.submodules.storage = storage = Memory(shape=w.payload.shape(), depth=depth, init=[])
+        wr_port = storage.write_port()
+        rd_port = storage.read_port(domain="comb")
+        produce = Signal(range(depth))
+        consume = Signal(range(depth))
+        level = Signal(range(depth + 1))
+        m.d.comb += [
+            w.ready.eq((level != depth) | r.ready),
+            r.valid.eq(level != 0),
+            wr_port.addr.eq(produce), wr_port.data.eq(w.payload), wr_port.en.eq(put),
+            rd_port.addr.eq(consume), r.payload.eq(rd_port.data),
+        ]
+        with m.If(put):
+            m.d.sync += produce.eq(Mux(produce == depth - 1, 0, produce + 1))
+        with m.If(take):
+            m.d.sync += consume.eq(Mux(consume == depth - 1, 0, consume + 1))
+        m.d.sync += level.eq(level + put - take)
+        return m
 
 
 class _Generator(wiring.Component):
@@ -226,30 +295,38 @@ class _Generator(wiring.Component):
         B, lb = p.B, p.lb
         aw = p.addr_width
 
-        d = Signal(p.descriptor())
+        # The job: what stays fixed (stride, row_bytes, tag) and where planning stands
+        # (the row's start, the next burst's start, bytes and rows left).
+        stride = Signal(aw)
+        row_bytes = Signal(p.bytes_width)
+        tag = Signal(p.tag_width)
         seq = Signal(p.seq_width)
         refused = Signal()
-        # (rows - 1) * stride by shift and add, one multiplier bit per cycle; rows of
-        # 1 take no step.
-        prod = Signal(aw + p.rows_width)
-        mcand = Signal(aw + p.rows_width)
-        mplier = Signal(p.rows_width)
         row_addr = Signal(aw)
         cur = Signal(aw)
         left = Signal(p.bytes_width)
         rows_left = Signal(p.rows_width)
         shift = Signal(max(lb, 1))
         tail = Signal(lb + 1)
+        m.d.comb += [shift.eq(row_addr[:lb] if lb else 0),
+                     tail.eq(((row_bytes - 1)[:lb] if lb else 0) + 1)]
+        # Window check only: (rows - 1) * stride by shift and add, one multiplier bit per
+        # cycle; rows of 1 take no step.
+        prod = Signal(aw + p.rows_width)
+        mcand = Signal(aw + p.rows_width)
+        mplier = Signal(p.rows_width)
 
         # Plan of the burst starting at `cur`.
+        k = _log2(p.span)
         room = Signal(range(p.span + 1))
         n = Signal(range(p.span + 1))
         lo = Signal(max(lb, 1))
         end = Signal(range(p.span + B + 1))
         row_end = Signal()
         m.d.comb += [
-            room.eq(p.span - cur[:_log2(p.span)]),
-            row_end.eq(left <= room),
+            room.eq(p.span - cur[:k]),
+            # room is at most span: only the low bits of left need comparing.
+            row_end.eq((left >> (k + 1) == 0) & (left[:k + 1] <= room)),
             n.eq(Mux(row_end, left, room)),
             lo.eq(cur[:lb] if lb else 0),
             end.eq(lo + n),
@@ -264,6 +341,8 @@ class _Generator(wiring.Component):
         # per-slice `always @*` blocks at time 0, which left fields undefined).
         is_empty = Signal()
         rec = self.burst.payload
+        if p.check_window:
+            m.d.comb += rec.refused.eq(~is_empty & refused)
         m.d.comb += [
             rec.addr.eq(cur),
             rec.beats.eq((end + B - 1) >> lb),
@@ -275,48 +354,50 @@ class _Generator(wiring.Component):
             rec.row_end.eq(row_end),
             rec.job_end.eq(is_empty | (row_end & (rows_left == 1))),
             rec.phantom.eq(is_empty | refused | (self.fail & (self.fail_seq == seq))),
-            rec.refused.eq(~is_empty & refused),
             rec.empty.eq(is_empty),
             rec.seq.eq(seq),
-            rec.tag.eq(d.tag),
+            rec.tag.eq(tag),
         ]
 
-        last_byte = Signal(max(aw + p.rows_width, p.bytes_width) + 2)
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += [self.desc.ready.eq(~self.soft_reset), self.idle.eq(1)]
                 with m.If(self.desc.valid & ~self.soft_reset):
-                    rows = self.desc.payload.rows
-                    m.d.sync += [d.eq(self.desc.payload), seq.eq(seq + 1), prod.eq(0),
-                                 mcand.eq(self.desc.payload.stride),
-                                 mplier.eq(Mux(rows == 0, 0, rows - 1))]
-                    m.next = "PRODUCT" if p.check_window else "CHECK"
-            with m.State("PRODUCT"):
-                with m.If(mplier == 0):
-                    m.next = "CHECK"
-                with m.Else():
-                    with m.If(mplier[0]):
-                        m.d.sync += prod.eq(prod + mcand)
-                    m.d.sync += [mcand.eq(mcand << 1), mplier.eq(mplier >> 1)]
-                with m.If(self.soft_reset):
-                    m.next = "IDLE"
-            with m.State("CHECK"):
-                m.d.comb += last_byte.eq(d.addr + prod + d.row_bytes)
-                if p.check_window:
-                    m.d.sync += refused.eq((d.addr < self.window_base)
+                    desc = self.desc.payload
+                    m.d.sync += [stride.eq(desc.stride), row_bytes.eq(desc.row_bytes),
+                                 tag.eq(desc.tag), seq.eq(seq + 1),
+                                 row_addr.eq(desc.addr), cur.eq(desc.addr),
+                                 left.eq(desc.row_bytes), rows_left.eq(desc.rows)]
+                    if p.check_window:
+                        m.d.sync += [prod.eq(0), mcand.eq(desc.stride),
+                                     mplier.eq(Mux(desc.rows == 0, 0, desc.rows - 1))]
+                        m.next = "PRODUCT"
+                    else:
+                        with m.If((desc.rows == 0) | (desc.row_bytes == 0)):
+                            m.next = "EMPTY"
+                        with m.Else():
+                            m.next = "RUN"
+            if p.check_window:
+                with m.State("PRODUCT"):
+                    with m.If(mplier == 0):
+                        m.next = "CHECK"
+                    with m.Else():
+                        with m.If(mplier[0]):
+                            m.d.sync += prod.eq(prod + mcand)
+                        m.d.sync += [mcand.eq(mcand << 1), mplier.eq(mplier >> 1)]
+                    with m.If(self.soft_reset):
+                        m.next = "IDLE"
+                with m.State("CHECK"):
+                    last_byte = Signal(max(aw + p.rows_width, p.bytes_width) + 2)
+                    m.d.comb += last_byte.eq(row_addr + prod + row_bytes)
+                    m.d.sync += refused.eq((row_addr < self.window_base)
                                            | (last_byte > self.window_limit))
-                m.d.sync += [
-                    row_addr.eq(d.addr), cur.eq(d.addr), left.eq(d.row_bytes),
-                    rows_left.eq(d.rows),
-                    shift.eq(d.addr[:lb] if lb else 0),
-                    tail.eq(((d.row_bytes - 1)[:lb] if lb else 0) + 1),
-                ]
-                with m.If((d.rows == 0) | (d.row_bytes == 0)):
-                    m.next = "EMPTY"
-                with m.Else():
-                    m.next = "RUN"
-                with m.If(self.soft_reset):
-                    m.next = "IDLE"
+                    with m.If((rows_left == 0) | (row_bytes == 0)):
+                        m.next = "EMPTY"
+                    with m.Else():
+                        m.next = "RUN"
+                    with m.If(self.soft_reset):
+                        m.next = "IDLE"
             with m.State("EMPTY"):
                 m.d.comb += [self.burst.valid.eq(~self.soft_reset), is_empty.eq(1)]
                 with m.If(self.burst.ready | self.soft_reset):
@@ -327,10 +408,9 @@ class _Generator(wiring.Component):
                     m.next = "IDLE"
                 with m.Elif(self.burst.ready):
                     with m.If(row_end):
-                        next_row = row_addr + d.stride
+                        next_row = row_addr + stride
                         m.d.sync += [rows_left.eq(rows_left - 1), row_addr.eq(next_row),
-                                     cur.eq(next_row), left.eq(d.row_bytes),
-                                     shift.eq(next_row[:lb] if lb else 0)]
+                                     cur.eq(next_row), left.eq(row_bytes)]
                         with m.If(rows_left == 1):
                             m.next = "IDLE"
                     with m.Else():
@@ -413,6 +493,27 @@ class _Engine(_Figures, wiring.Component):
         ]
 
 
+    def _address(self, m, ch: str, plan, issue, head):
+        """Drive the AR or AW channel with the bursts ``issue`` marks in ``plan``; return
+        a value that is 1 once the bus has taken the address of the burst of ``head``,
+        the oldest record of the response side's queue."""
+        bus, lb = self.bus, self._p.lb
+        valid, ready = getattr(bus, f"{ch}valid"), getattr(bus, f"{ch}ready")
+        addr, length = getattr(bus, f"{ch}addr"), getattr(bus, f"{ch}len")
+        with m.If(valid & ready):
+            m.d.sync += valid.eq(0)
+        with m.If(issue):
+            m.d.sync += [valid.eq(1), length.eq(plan.beats - 1)]
+        if self._p.queue_depth == 1:
+            # The queue's one record is the burst in flight: the address comes from there,
+            # and the response side takes no response of it before the address is taken.
+            m.d.comb += addr.eq(head.addr >> lb << lb)
+            return ~valid
+        with m.If(issue):
+            m.d.sync += addr.eq(plan.addr >> lb << lb)
+        return Const(1)
+
+
 def _bus_member(p: _Params, write: bool):
     sig = AXI4Signature(addr_width=p.addr_width, data_width=p.data_width, id_width=p.id_width)
     chans = ("aw", "w", "b") if write else ("ar", "r")
@@ -441,7 +542,7 @@ class DMAReader(_Engine):
     check_window : bool
         Refuse jobs outside the window (``WINDOW``); without it the engine has no
         window comparators and no ``(rows - 1) * stride`` product, and a job's first
-        burst comes a cycle sooner.
+        burst is planned in the cycle after its descriptor is taken.
 
     Members
     -------
@@ -477,11 +578,14 @@ class DMAReader(_Engine):
     def elaborate(self, platform) -> Module:
         m = Module()
         p = self._p
-        B, lb, W = p.B, p.lb, p.data_width
+        B, W = p.B, p.data_width
         bus = self.bus
 
         m.submodules.gen = gen = _Generator(p, write=False)
-        m.submodules.fifo = q = fifo.SyncFIFOBuffered(width=p.record().size, depth=p.fifo_depth)
+        m.submodules.fifo = q = _Queue(
+            p.record(("addr", "beats", "shift", "tail", "extra", "row_end", "job_end",
+                      "phantom", "empty", "refused", "seq", "tag")),
+            depth=p.queue_depth)
         m.d.comb += [gen.window_base.eq(self.window_base),
                      gen.window_limit.eq(self.window_limit)]
         self._axi_constants(m, "ar")
@@ -499,24 +603,18 @@ class DMAReader(_Engine):
         plan = gen.burst.payload
         ar_free = ~bus.arvalid | bus.arready
         m.d.comb += [
-            gen.burst.ready.eq(q.w_rdy & ar_free &
+            gen.burst.ready.eq(q.w.ready & ar_free &
                                (plan.phantom | (outstanding < p.max_outstanding))),
-            q.w_en.eq(gen.burst.valid & gen.burst.ready),
-            q.w_data.eq(plan),
-            issue.eq(q.w_en & ~plan.phantom),
+            q.w.valid.eq(gen.burst.valid & gen.burst.ready),
+            q.w.payload.eq(_pick(q.w.payload.shape(), plan)),
+            issue.eq(gen.burst.valid & gen.burst.ready & ~plan.phantom),
             gen.soft_reset.eq(self.soft_reset | aborting),
         ]
-        with m.If(bus.arvalid & bus.arready):
-            m.d.sync += bus.arvalid.eq(0)
-        with m.If(issue):
-            m.d.sync += [bus.arvalid.eq(1), bus.araddr.eq(plan.addr >> lb << lb),
-                         bus.arlen.eq(plan.beats - 1)]
+        rec = q.r.payload
+        ar_taken = self._address(m, "ar", plan, issue, rec)
         m.d.sync += outstanding.eq(outstanding + issue - complete)
 
         # Data side.
-        rec = Signal(p.record())
-        # Gated so that an empty FIFO's undefined data never reaches control logic.
-        m.d.comb += rec.eq(Mux(q.r_rdy, q.r_data, 0))
         beat = Signal(range(p.max_burst))
         prev = Signal(W)
         in_row = Signal()
@@ -543,15 +641,24 @@ class DMAReader(_Engine):
         addr_now = Signal(p.addr_width)
         m.d.comb += [
             err.eq(real & bus.rvalid & bus.rready & bus.rresp[1]),
-            failed_now.eq(failed | err | rec.refused),
+            failed_now.eq(failed | err | _refused(rec)),
             code_now.eq(Mux(failed, fail_code,
-                            Mux(rec.refused, DMAError.WINDOW,
+                            Mux(_refused(rec), DMAError.WINDOW,
                                 Mux(bus.rresp[0], DMAError.DECERR, DMAError.SLVERR)))),
             addr_now.eq(Mux(failed, fail_addr, rec.addr)),
         ]
-        tail_mask = Signal(W)
+        # One realigner for memory beats and the flush beat, which takes the row's last
+        # bytes from prev alone: it has shift != 0 and shift + tail <= B, so the lanes
+        # the bus would fill are past the tail and zeroed with it. Phantom beats need
+        # no zeroing either: their job has failed, and failed_now zeroes what leaves.
+        row_last = last & rec.row_end
+        at_tail = flushing | (row_last & ~rec.extra)
+        joined = (Cat(prev, bus.rdata) >> (rec.shift * 8))[:W]
+        value = Signal(W)
         for lane in range(B):
-            m.d.comb += tail_mask[lane * 8:lane * 8 + 8].eq(Mux(rec.tail > lane, 0xff, 0))
+            keep = ~failed_now & (~at_tail | (rec.tail > lane))
+            picked = Mux(rec.shift == 0, bus.rdata, joined).word_select(lane, 8)
+            m.d.comb += value.word_select(lane, 8).eq(Mux(keep, picked, 0))
 
         def finish_job():
             m.d.sync += [st.valid.eq(1), st.payload.tag.eq(rec.tag),
@@ -562,42 +669,36 @@ class DMAReader(_Engine):
         step = Signal()
         with m.If(aborting):
             # Take every beat already asked for, drop it; skip phantom records.
-            m.d.comb += bus.rready.eq(q.r_rdy & real)
-            with m.If(q.r_rdy & (rec.phantom | bus.rvalid)):
+            m.d.comb += bus.rready.eq(q.r.valid & ar_taken & real)
+            with m.If(q.r.valid & ar_taken & (rec.phantom | bus.rvalid)):
                 m.d.sync += beat.eq(beat + 1)
                 with m.If(rec.phantom | last):
-                    m.d.comb += q.r_en.eq(1)
+                    m.d.comb += q.r.ready.eq(1)
                     m.d.sync += beat.eq(0)
                 m.d.comb += complete.eq(real & last)
-            with m.If((q.level == 0) & ~bus.arvalid & gen.idle):
+            with m.If(~q.r.valid & ~bus.arvalid & gen.idle):
                 m.d.sync += [aborting.eq(0), in_row.eq(0), flushing.eq(0), failed.eq(0),
                              beat.eq(0)]
         with m.Elif(flushing):
             with m.If(out_free & (st_free | ~rec.job_end)):
-                m.d.sync += [o.valid.eq(1),
-                             o.payload.eq(Mux(failed, 0, (prev >> (rec.shift * 8)) & tail_mask)),
-                             flushing.eq(0), in_row.eq(0)]
-                m.d.comb += q.r_en.eq(1)
+                m.d.sync += [o.valid.eq(1), o.payload.eq(value), flushing.eq(0),
+                             in_row.eq(0)]
+                m.d.comb += q.r.ready.eq(1)
                 with m.If(rec.job_end):
                     finish_job()
-        with m.Elif(q.r_rdy & rec.empty):
+        with m.Elif(q.r.valid & rec.empty):
             with m.If(st_free):
-                m.d.comb += q.r_en.eq(1)
+                m.d.comb += q.r.ready.eq(1)
                 finish_job()
-        with m.Elif(q.r_rdy):
+        with m.Elif(q.r.valid):
             # Only the beat that ends a job needs the status register free.
             ends_job = last & rec.job_end & ~(rec.row_end & rec.extra)
-            room = out_free & (st_free | ~ends_job)
+            room = out_free & (st_free | ~ends_job) & ar_taken
             m.d.comb += [bus.rready.eq(real & room),
                          step.eq(room & (rec.phantom | bus.rvalid))]
             with m.If(step):
-                cur = Mux(rec.phantom, 0, bus.rdata)
-                row_last = last & rec.row_end
-                joined = (Cat(prev, cur) >> (rec.shift * 8))[:W]
-                value = Mux(rec.shift == 0, cur, joined)
-                value = Mux(row_last & ~rec.extra, value & tail_mask, value)
-                m.d.sync += [prev.eq(cur), in_row.eq(1), beat.eq(beat + 1),
-                             o.payload.eq(Mux(failed_now, 0, value))]
+                m.d.sync += [prev.eq(bus.rdata), in_row.eq(1), beat.eq(beat + 1),
+                             o.payload.eq(value)]
                 with m.If((rec.shift == 0) | in_row):
                     m.d.sync += o.valid.eq(1)
                 with m.If(failed_now & ~failed):
@@ -609,7 +710,7 @@ class DMAReader(_Engine):
                     with m.If(row_last & rec.extra):
                         m.d.sync += flushing.eq(1)
                     with m.Else():
-                        m.d.comb += q.r_en.eq(1)
+                        m.d.comb += q.r.ready.eq(1)
                         with m.If(row_last):
                             m.d.sync += in_row.eq(0)
                         with m.If(rec.job_end):
@@ -619,7 +720,7 @@ class DMAReader(_Engine):
             m.d.sync += [aborting.eq(1), o.valid.eq(0), st.valid.eq(0)]
         with m.If(aborting):
             m.d.sync += [o.valid.eq(0), st.valid.eq(0)]
-        m.d.comb += self.busy.eq(aborting | ~gen.idle | (q.level != 0) | bus.arvalid | o.valid |
+        m.d.comb += self.busy.eq(aborting | ~gen.idle | q.r.valid | bus.arvalid | o.valid |
                                  st.valid | flushing | (outstanding != 0))
         return m
 
@@ -666,11 +767,16 @@ class DMAWriter(_Engine):
         p = self._p
         B, lb, W = p.B, p.lb, p.data_width
         bus = self.bus
-        width = p.record().size
 
         m.submodules.gen = gen = _Generator(p, write=True)
-        m.submodules.wq = wq = fifo.SyncFIFOBuffered(width=width, depth=p.fifo_depth)
-        m.submodules.bq = bq = fifo.SyncFIFOBuffered(width=width, depth=p.fifo_depth)
+        # Every burst record goes to the response side, all but an empty job's to the
+        # data side too; each keeps only the fields it reads.
+        m.submodules.wq = wq = _Queue(
+            p.record(("beats", "lo", "hi", "shift", "extra", "phantom", "seq")),
+            depth=p.queue_depth)
+        m.submodules.bq = bq = _Queue(
+            p.record(("addr", "job_end", "phantom", "refused", "seq", "tag")),
+            depth=p.queue_depth)
         m.d.comb += [gen.window_base.eq(self.window_base),
                      gen.window_limit.eq(self.window_limit)]
         self._axi_constants(m, "aw")
@@ -687,25 +793,20 @@ class DMAWriter(_Engine):
         plan = gen.burst.payload
         aw_free = ~bus.awvalid | bus.awready
         m.d.comb += [
-            gen.burst.ready.eq(wq.w_rdy & bq.w_rdy & aw_free &
+            gen.burst.ready.eq(wq.w.ready & bq.w.ready & aw_free &
                                (plan.phantom | (outstanding < p.max_outstanding))),
-            bq.w_en.eq(gen.burst.valid & gen.burst.ready),
-            bq.w_data.eq(plan),
-            wq.w_en.eq(bq.w_en & ~plan.empty),
-            wq.w_data.eq(plan),
-            issue.eq(bq.w_en & ~plan.phantom),
+            bq.w.valid.eq(gen.burst.valid & gen.burst.ready),
+            bq.w.payload.eq(_pick(bq.w.payload.shape(), plan)),
+            wq.w.valid.eq(gen.burst.valid & gen.burst.ready & ~plan.empty),
+            wq.w.payload.eq(_pick(wq.w.payload.shape(), plan)),
+            issue.eq(gen.burst.valid & gen.burst.ready & ~plan.phantom),
             gen.soft_reset.eq(self.soft_reset | aborting),
         ]
-        with m.If(bus.awvalid & bus.awready):
-            m.d.sync += bus.awvalid.eq(0)
-        with m.If(issue):
-            m.d.sync += [bus.awvalid.eq(1), bus.awaddr.eq(plan.addr >> lb << lb),
-                         bus.awlen.eq(plan.beats - 1)]
+        brec = bq.r.payload
+        aw_taken = self._address(m, "aw", plan, issue, brec)
         m.d.sync += outstanding.eq(outstanding + issue - complete)
 
         # Response side (owns the job's error state).
-        brec = Signal(p.record())
-        m.d.comb += brec.eq(Mux(bq.r_rdy, bq.r_data, 0))
         failed = Signal()
         fail_code = Signal(DMAError)
         fail_addr = Signal(p.addr_width)
@@ -722,20 +823,20 @@ class DMAWriter(_Engine):
         code_now = Signal(DMAError)
         m.d.comb += [
             err.eq(breal & bus.bvalid & bus.bready & bus.bresp[1]),
-            failed_now.eq(failed | err | brec.refused),
+            failed_now.eq(failed | err | _refused(brec)),
             code_now.eq(Mux(failed, fail_code,
-                            Mux(brec.refused, DMAError.WINDOW,
+                            Mux(_refused(brec), DMAError.WINDOW,
                                 Mux(bus.bresp[0], DMAError.DECERR, DMAError.SLVERR)))),
         ]
         with m.If(aborting):
-            m.d.comb += bus.bready.eq(bq.r_rdy & breal)
-            with m.If(bq.r_rdy & (brec.phantom | bus.bvalid)):
-                m.d.comb += [bq.r_en.eq(1), complete.eq(breal)]
-        with m.Elif(bq.r_rdy):
-            room = st_free | ~brec.job_end
+            m.d.comb += bus.bready.eq(bq.r.valid & aw_taken & breal)
+            with m.If(bq.r.valid & aw_taken & (brec.phantom | bus.bvalid)):
+                m.d.comb += [bq.r.ready.eq(1), complete.eq(breal)]
+        with m.Elif(bq.r.valid):
+            room = (st_free | ~brec.job_end) & aw_taken
             m.d.comb += bus.bready.eq(breal & room)
             with m.If(room & (brec.phantom | bus.bvalid)):
-                m.d.comb += [bq.r_en.eq(1), complete.eq(breal)]
+                m.d.comb += [bq.r.ready.eq(1), complete.eq(breal)]
                 with m.If(failed_now & ~failed):
                     m.d.sync += [failed.eq(1), fail_code.eq(code_now),
                                  fail_addr.eq(brec.addr), fail_seq.eq(brec.seq)]
@@ -747,8 +848,7 @@ class DMAWriter(_Engine):
                                  failed.eq(0)]
 
         # Data side: realign packed rows onto memory lanes.
-        rec = Signal(p.record())
-        m.d.comb += rec.eq(Mux(wq.r_rdy, wq.r_data, 0))
+        rec = wq.r.payload
         beat = Signal(range(p.max_burst))
         first = Signal(init=1)
         prev = Signal(W)
@@ -769,26 +869,27 @@ class DMAWriter(_Engine):
                 after_lo = (rec.lo <= lane) if lane < B - 1 else Const(1)
                 keep = (~first | after_lo) & (~last | (rec.hi > lane))
             m.d.comb += strb[lane].eq(keep & ~masked)
-        cur = Mux(no_input, 0, i.payload)
-        joined = (Cat(prev, cur) << (rec.shift * 8))[W:2 * W]
-        value = Mux(rec.shift == 0, cur, joined)
+        # A beat that needs no input takes lanes >= shift from the input anyway: their
+        # strobes are off (the row ended in the lanes prev fills).
+        joined = (Cat(prev, i.payload) << (rec.shift * 8))[W:2 * W]
+        value = Mux(rec.shift == 0, i.payload, joined)
 
         step = Signal()
         with m.If(aborting):
             m.d.comb += i.ready.eq(1)
-            with m.If(wq.r_rdy & (rec.phantom | w_free)):
+            with m.If(wq.r.valid & (rec.phantom | w_free)):
                 with m.If(rec.phantom):
-                    m.d.comb += wq.r_en.eq(1)
+                    m.d.comb += wq.r.ready.eq(1)
                 with m.Else():
                     m.d.sync += [bus.wvalid.eq(1), bus.wstrb.eq(0), bus.wlast.eq(last),
                                  beat.eq(beat + 1), first.eq(last)]
                     with m.If(last):
-                        m.d.comb += wq.r_en.eq(1)
+                        m.d.comb += wq.r.ready.eq(1)
                         m.d.sync += beat.eq(0)
-            with m.If((wq.level == 0) & (bq.level == 0) & ~bus.awvalid & ~bus.wvalid &
+            with m.If(~wq.r.valid & ~bq.r.valid & ~bus.awvalid & ~bus.wvalid &
                       gen.idle):
                 m.d.sync += [aborting.eq(0), failed.eq(0), beat.eq(0), first.eq(1)]
-        with m.Elif(wq.r_rdy):
+        with m.Elif(wq.r.valid):
             room = rec.phantom | w_free
             m.d.comb += [i.ready.eq(room & ~no_input),
                          step.eq(room & (no_input | i.valid))]
@@ -800,14 +901,14 @@ class DMAWriter(_Engine):
                                  bus.wlast.eq(last)]
                 m.d.sync += [beat.eq(beat + 1), first.eq(last)]
                 with m.If(last):
-                    m.d.comb += wq.r_en.eq(1)
+                    m.d.comb += wq.r.ready.eq(1)
                     m.d.sync += beat.eq(0)
 
         with m.If(self.soft_reset):
             m.d.sync += [aborting.eq(1), st.valid.eq(0)]
         with m.If(aborting):
             m.d.sync += st.valid.eq(0)
-        m.d.comb += self.busy.eq(aborting | ~gen.idle | (wq.level != 0) | (bq.level != 0) |
+        m.d.comb += self.busy.eq(aborting | ~gen.idle | wq.r.valid | bq.r.valid |
                                  bus.awvalid | bus.wvalid | st.valid | (outstanding != 0))
         return m
 
