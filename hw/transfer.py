@@ -104,7 +104,8 @@ class LoadExecutor(_Executor):
     to local rows.
 
     Timing: one local row written per cycle when the write port is granted and the
-    DMA delivers; a command ends (``done``) when the DMA reports the job.
+    DMA delivers (a local row no wider than a beat is written straight from it); a
+    command ends (``done``) when the DMA reports the job.
 
     Parameters
     ----------
@@ -247,7 +248,7 @@ class LoadExecutor(_Executor):
             m.d.sync += [row.eq(row - 1), row_base.eq(row_base + stride), beat.eq(0),
                          chunk.eq(0), written.eq(written + row_bytes)]
 
-        if L >= B:
+        if L > B:
             n = L // B
             pending = Signal(name=f"pending_{L}")
             k = Signal(range(n), name=f"slot_{L}")
@@ -260,13 +261,10 @@ class LoadExecutor(_Executor):
             with m.If(active & self.data.valid & self.data.ready):
                 # The row gathers in wdata itself: a beat is taken only once the
                 # previous row has been written (at the latest in this cycle).
-                if n == 1:
-                    m.d.sync += wdata.eq(self.data.payload)
-                else:
-                    with m.If(k == 0):
-                        m.d.sync += wdata.eq(self.data.payload)   # zeros past the beat
-                    with m.Else():
-                        m.d.sync += wdata.word_select(k, B * 8).eq(self.data.payload)
+                with m.If(k == 0):
+                    m.d.sync += wdata.eq(self.data.payload)   # zeros past the beat
+                with m.Else():
+                    m.d.sync += wdata.word_select(k, B * 8).eq(self.data.payload)
                 last_of_row = beat == last_byte[_log2(B):]
                 with m.If((k == n - 1) | last_of_row):
                     m.d.sync += [waddr.eq(row_base + chunk), pending.eq(1), k.eq(0),
@@ -278,26 +276,26 @@ class LoadExecutor(_Executor):
                     next_row()
             return pending, wdata, captured
 
-        # A beat holds several local rows: each is written straight from the beat.
+        # A beat holds one or several local rows: each is written straight from the
+        # beat, which the DMA keeps offering until its last row is written.
         n = B // L
-        hold = Signal(B * 8, name=f"hold_{L}")
-        have = Signal(name=f"have_{L}")     # hold has local rows still to write
         j = Signal(range(n), name=f"part_{L}")
-        m.d.comb += [wdata.eq(hold.word_select(j, L * 8)), waddr.eq(row_base + chunk),
+        have = Signal(name=f"have_{L}")     # a beat is offered whose rows are ours
+        m.d.comb += [have.eq(active & self.data.valid & (row != 0)),
+                     wdata.eq(self.data.payload.word_select(j, L * 8) if n > 1
+                              else self.data.payload),
+                     waddr.eq(row_base + chunk),
                      port.en.eq(have & ~capture), port.data.eq(wdata), port.addr.eq(waddr),
                      captured.eq(have & capture)]
-        with m.If(active):
-            m.d.comb += self.data.ready.eq(~have & (row != 0))
-        with m.If(active & have & taken):
+        with m.If(have & taken):
             m.d.sync += [chunk.eq(chunk + 1), j.eq(j + 1)]
             last_of_row = chunk == last_byte[_log2(L):]
             with m.If((j == n - 1) | last_of_row):
-                m.d.sync += [have.eq(0), j.eq(0)]
+                m.d.comb += self.data.ready.eq(1)
+                m.d.sync += j.eq(0)
             with m.If(last_of_row):
                 next_row()
-        with m.If(active & self.data.valid & self.data.ready):
-            m.d.sync += [hold.eq(self.data.payload), have.eq(1), j.eq(0)]
-        return have, wdata, captured
+        return Const(0, 1), wdata, captured
 
 
 class StoreExecutor(_Executor):
