@@ -381,10 +381,14 @@ class CSRBank(wiring.Component):
             for f in reg.fields:
                 lo, hi = reg.bit(f.name), reg.bit(f.name) + f.width
                 port = getattr(ports, f.name)
-                mask, bits = wmask[lo:hi], wbits[lo:hi]
+                bits = wbits[lo:hi]
                 if f.access == "rw":
-                    with m.If(hit_w):
-                        m.d.sync += port.eq((port & ~mask) | bits)
+                    # One enable per byte lane: the bits load straight from wdata,
+                    # with no per-bit merge logic in front of the flip-flops.
+                    for byte in range(lo // 8, (hi + 7) // 8):
+                        a, b = max(lo, 8 * byte), min(hi, 8 * byte + 8)
+                        with m.If(hit_w & bus.wstrb[byte]):
+                            m.d.sync += port[a - lo:b - lo].eq(bus.wdata[a:b])
                     m.d.comb += value[lo:hi].eq(port)
                 elif f.access == "ro":
                     m.d.comb += value[lo:hi].eq(port)

@@ -5,8 +5,9 @@ one write port each, what every FPGA's block RAM offers), split by the high
 address bits so that a region the compiler double-buffers lives in one bank while
 the other bank serves the other side. Several requesters share the banks: each
 read or write port asks with ``en``; a port whose bank is free this cycle is
-granted (``grant``), lower-numbered ports first. A granted read returns its row
-in ``data`` one cycle later. Ports hitting different banks proceed in the same
+granted (``grant``), lower-numbered ports first, except that a read waits while
+its row is being written. A granted read returns its row in ``data`` one cycle
+later. Ports hitting different banks proceed in the same
 cycle, so a DMA load into one bank never slows compute reading the other.
 """
 
@@ -84,9 +85,12 @@ class BankedMemory(wiring.Component):
     """``depth`` rows of ``width`` bits in ``banks`` block RAMs, shared by several ports.
 
     Read latency is one cycle after ``grant``; a port alone on its bank is granted in
-    the cycle it asks, so a single requester reads or writes one row per cycle.
-    Reads are not transparent: a read and a write of the same row in one cycle
-    return the old row.
+    the cycle it asks, so a single requester reads or writes one row per cycle. A read
+    of the row that a write is granted in the same cycle is not granted (its bank
+    stays taken for lower-priority reads): it is granted a later cycle and returns
+    the new row, so a read never meets a write of its row. Block RAMs then map
+    without the flip-flops and bypass that synthesis adds to give colliding ports
+    defined (read-first) behaviour.
 
     Parameters
     ----------
@@ -178,15 +182,22 @@ class BankedMemory(wiring.Component):
             m.submodules[f"bank{b}"] = mem
             rp = mem.read_port()
             wp = mem.write_port()
+            # A read of the row being written this cycle waits: Yosys then sees that
+            # the ports never collide and maps them onto the block RAM as they are,
+            # instead of delaying every write a cycle in flip-flops and bypassing
+            # it into the read data (its emulation of read-first block RAM).
+            clash = Signal(name=f"bank{b}_clash")
+            m.d.comb += clash.eq(wp.en & (wp.addr == rp.addr))
             taken = 0
             for p, port in enumerate(self.read):
                 want = port.en & (bank_of(port.addr) == b) & (port.addr < self._depth)
                 win = Signal(name=f"bank{b}_read{p}_win")
                 m.d.comb += win.eq(want & ~taken)
                 with m.If(win):
-                    m.d.comb += [rp.addr.eq(row_of(port.addr)), rp.en.eq(1), port.grant.eq(1)]
+                    m.d.comb += [rp.addr.eq(row_of(port.addr)), port.grant.eq(~clash)]
                     m.d.sync += read_bank[p].eq(b)
                 taken = taken | want
+            m.d.comb += rp.en.eq(taken & ~clash)
             taken = 0
             for p, port in enumerate(self.write):
                 want = port.en & (bank_of(port.addr) == b) & (port.addr < self._depth)

@@ -1,6 +1,6 @@
 """BankedMemory against a Python model: random reads and writes from several ports
-with bank conflicts, checked every cycle in Amaranth's simulator (the memory has no
-bus, so a cocotb run would add nothing)."""
+with bank conflicts and reads of rows being written, checked every cycle in
+Amaranth's simulator (the memory has no bus, so a cocotb run would add nothing)."""
 
 import random
 
@@ -15,7 +15,7 @@ def _run(width, depth, banks, nread, nwrite, cycles, seed):
     dut = BankedMemory(width, depth=depth, banks=banks, read_ports=nread, write_ports=nwrite)
     model = [0] * depth  # rows never written read as 0 (init=[])
     r = random.Random(seed)
-    stats = {"reads": 0, "writes": 0, "conflicts": 0}
+    stats = {"reads": 0, "writes": 0, "conflicts": 0, "clashes": 0}
 
     async def bench(ctx):
         pending = []  # (port, expected) for reads granted last cycle
@@ -34,16 +34,6 @@ def _run(width, depth, banks, nread, nwrite, cycles, seed):
                 assert ctx.get(dut.read[p].data) == want, f"read port {p}"
             pending = []
             banks_r, banks_w = set(), set()
-            for p, (en, addr) in enumerate(reqs_r):
-                granted = ctx.get(dut.read[p].grant)
-                free = en and addr // (depth // banks) not in banks_r
-                assert granted == free, f"read port {p} grant"
-                if granted:
-                    banks_r.add(addr // (depth // banks))
-                    pending.append((p, model[addr]))
-                    stats["reads"] += 1
-                elif en:
-                    stats["conflicts"] += 1
             writes = []
             for p, (en, addr, data) in enumerate(reqs_w):
                 granted = ctx.get(dut.write[p].grant)
@@ -53,6 +43,21 @@ def _run(width, depth, banks, nread, nwrite, cycles, seed):
                     banks_w.add(addr // (depth // banks))
                     writes.append((addr, data))
                     stats["writes"] += 1
+            for p, (en, addr) in enumerate(reqs_r):
+                granted = ctx.get(dut.read[p].grant)
+                # the first asker takes the bank; it waits if its row is being written
+                first = en and addr // (depth // banks) not in banks_r
+                clash = addr in (a for a, _ in writes)
+                assert granted == (first and not clash), f"read port {p} grant"
+                if first:
+                    banks_r.add(addr // (depth // banks))
+                if granted:
+                    pending.append((p, model[addr]))
+                    stats["reads"] += 1
+                elif first:
+                    stats["clashes"] += 1
+                elif en:
+                    stats["conflicts"] += 1
             await ctx.tick()
             for addr, data in writes:
                 model[addr] = data
@@ -68,7 +73,7 @@ def _run(width, depth, banks, nread, nwrite, cycles, seed):
     (64, 64, 2, 2, 2), (96, 32, 4, 3, 2), (8, 16, 1, 1, 1)])
 def test_banked_memory(width, depth, banks, nread, nwrite):
     stats = _run(width, depth, banks, nread, nwrite, 400, seed=width + depth)
-    assert stats["reads"] > 100 and stats["writes"] > 100
+    assert stats["reads"] > 100 and stats["writes"] > 100 and stats["clashes"] > 0
     if nread > 1 or nwrite > 1:
         assert stats["conflicts"] > 0
 
