@@ -241,7 +241,9 @@ def standard_registers(*, addr_width: int = 32, perf_counters: bool = True) -> R
                       ("window_limit", "DMA window end, exclusive (byte address)"),
                       ("error_addr", "Address recorded with the last DMA error")):
         access = "ro" if name == "error_addr" else "rw"
-        regs.add(Register(name, [Field("addr", 32, access=access)], doc=doc))
+        # Only as wide as the bus address (the limit one bit more, to reach 2**width).
+        width = min(32, addr_width + (name == "window_limit"))
+        regs.add(Register(name, [Field("addr", width, access=access)], doc=doc))
         if hi:
             regs.add(Register(f"{name}_hi", [Field("addr", addr_width - 32, access=access)],
                               doc=f"{doc}, upper bits"))

@@ -155,6 +155,12 @@ def test_register_map_manifest_and_extension():
     assert "irq" in bank.signature.members and "done_set" in bank.irq_status.signature.members
     wide = standard_registers(addr_width=40)
     assert wide.manifest()["window_base_hi"]["fields"]["addr"]["width"] == 8
+    # Window registers are as wide as the address, the limit one bit more.
+    narrow = standard_registers(addr_width=24).manifest()
+    assert narrow["window_base"]["fields"]["addr"]["width"] == 24
+    assert narrow["window_limit"]["fields"]["addr"]["width"] == 25
+    assert narrow["error_addr"]["fields"]["addr"]["width"] == 24
+    assert man["window_limit"]["fields"]["addr"]["width"] == 32
 
 
 def test_manifest_reaches_c_header():
