@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -115,41 +115,44 @@ class Requantizer(wiring.Component):
             m.d.sync += valid.eq(Cat(self.i.valid, valid[:-1]))
 
         lo, hi = -(1 << (ow - 1)), (1 << (ow - 1)) - 1
-        width = pw + 2
         for lane in range(lanes):
             product = Signal(signed(pw), name=f"product{lane}")
             shift = Signal(6, name=f"shift{lane}")
             # t = floor((2p - [p < 0]) / 2**s) is the result in halves: (t + 1) >> 1 is
             # floor((p + 2**(s-1) - [p < 0]) / 2**s), the golden rule (ties away from
-            # zero; p itself for s = 0). Only t's low out_width + 2 bits matter, and
-            # whether t fits them (otherwise the output saturates by t's sign), so the
-            # shifter keeps a small window and a separate test finds overflow.
-            x = Signal(signed(width), name=f"x{lane}")
-            m.d.comb += x.eq((product << 1) - product[-1])
-            mag = x ^ x[-1].replicate(width)
-            overflow = Signal(name=f"overflow{lane}")
-            m.d.comb += overflow.eq(Cat(mag[j] & (shift <= j - ow - 1)
-                                        for j in range(ow + 1, width)).any())
+            # zero; p itself for s = 0). t = u - c with u = floor(2p / 2**s) and c = 1
+            # for p < 0 when the s low bits of 2p are 0, so no wide subtraction is
+            # needed. Only u's low out_width + 2 bits matter, and whether u fits them
+            # (otherwise the output saturates by p's sign): p's bits from out_width + s
+            # up all equal its sign. Both tests use ``above[k] = (s <= k)``, a decoder
+            # rather than comparators, which would each take a carry chain.
+            negative = product[-1]
+            above = Signal(pw + 1, name=f"above{lane}")
+            m.d.comb += above.eq(Const((1 << (pw + 1)) - 1, pw + 1) << shift)
+            mag = product ^ negative.replicate(pw)
+            overflow = Cat(mag[j] & above[j - ow] for j in range(ow, pw)).any()
+            # Bit j of p is bit j + 1 of 2p: among the low s when j + 1 < s.
+            low_set = Cat(product[j] & ~above[j + 1] for j in range(pw)).any()
             window = Signal(signed(ow + 2), name=f"window{lane}")
+            carry = Signal(name=f"carry{lane}")
             big = Signal(name=f"big{lane}")
-            negative = Signal(name=f"negative{lane}")
+            sign = Signal(name=f"negative{lane}")
             rounded = Signal(signed(ow + 2), name=f"rounded{lane}")
-            m.d.comb += rounded.eq((window + 1) >> 1)
+            m.d.comb += rounded.eq((window + carry) >> 1)
+            fits = Signal(name=f"fits{lane}")
+            m.d.comb += fits.eq(rounded[ow - 1:].all() | ~rounded[ow - 1:].any())
             with m.If(advance):
                 m.d.sync += [
                     product.eq(self.i.payload.acc[lane] *
                                self.i.payload.mult[lane].as_unsigned()),
                     shift.eq(self.i.payload.shift[lane]),
-                    window.eq((x >> shift)[:ow + 2]),
+                    window.eq(((product << 1) >> shift)[:ow + 2]),
+                    carry.eq(~negative | low_set),
                     big.eq(overflow),
-                    negative.eq(x[-1]),
+                    sign.eq(negative),
                 ]
-                with m.If(big):
-                    m.d.sync += self.o.payload[lane].eq(Mux(negative, lo, hi))
-                with m.Elif(rounded > hi):
-                    m.d.sync += self.o.payload[lane].eq(hi)
-                with m.Elif(rounded < lo):
-                    m.d.sync += self.o.payload[lane].eq(lo)
+                with m.If(big | ~fits):
+                    m.d.sync += self.o.payload[lane].eq(Mux(sign, lo, hi))
                 with m.Else():
                     m.d.sync += self.o.payload[lane].eq(rounded[:ow])
         return m
