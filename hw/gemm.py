@@ -51,6 +51,16 @@ def _addr_width(rows: int) -> int:
     return max(1, (rows - 1).bit_length())
 
 
+def _at_most(value, limit: int):
+    """``value <= limit`` for an unsigned ``value`` and a constant ``limit``, as a test
+    of the high bits and a small compare of the low ones: Yosys makes a carry chain
+    as wide as ``value`` of a plain comparison."""
+    low = limit.bit_length()
+    if low >= len(value):
+        return value <= limit
+    return ~value[low:].any() & (value[:low] <= limit)
+
+
 def _check_config(config) -> int:
     """Raise if the engine cannot be built for ``config``; return the accumulator lane
     width in bits."""
@@ -310,8 +320,8 @@ class GemmEngine(wiring.Component):
         a_beat = Signal(array.a.payload.shape())
         a_tag = Signal(tag_layout)
         last_m = a_m == cmd.m - 1
-        last_kt = a_krem <= R
-        last_nt = a_nrem <= C
+        last_kt = _at_most(a_krem, R)
+        last_nt = _at_most(a_nrem, C)
         m.d.comb += [
             a_tag.c_row.eq(c_ptr), a_tag.d_row.eq(d_ptr), a_tag.first.eq(a_first),
             a_tag.from_acc.eq(~a_first | cmd.accumulate), a_tag.final.eq(last_kt),
@@ -419,16 +429,16 @@ class GemmEngine(wiring.Component):
         m.d.sync += b_pend.eq(0)
         with m.If(b_step):
             m.d.sync += [b_pend.eq(1), b_pend_zero.eq(~has_row),
-                         b_pend_mask.eq(Cat(b_nrem > j for j in range(C))),
+                         b_pend_mask.eq(Cat(~_at_most(b_nrem, j) for j in range(C))),
                          b_r.eq(b_r + 1)]
             with m.If(has_row):
                 m.d.sync += [b_ptr.eq(b_ptr + cmd.b_stride), b_krem.eq(b_krem - 1)]
             with m.If(b_r == R - 1):
                 m.d.sync += b_r.eq(0)
-                with m.If(b_krem <= 1):
+                with m.If(_at_most(b_krem, 1)):
                     m.d.sync += [b_krem.eq(cmd.k), b_nrem.eq(b_nrem - C),
                                  b_nt.eq(b_nt + 1), b_ptr.eq(b_nt + 1)]
-                    with m.If(b_nrem <= C):
+                    with m.If(_at_most(b_nrem, C)):
                         m.d.sync += b_run.eq(0)
         w_row = Signal(array.w.payload.shape())
         for j in range(C):
@@ -489,7 +499,7 @@ class GemmEngine(wiring.Component):
                 with m.If(k_fifo.w_rdy):
                     m.d.sync += [k_bias_ptr.eq(k_bias_ptr + 1), k_scale_ptr.eq(k_scale_ptr + 1),
                                  k_nrem.eq(k_nrem - C)]
-                    with m.If(k_nrem <= C):
+                    with m.If(_at_most(k_nrem, C)):
                         m.next = "idle"
                     with m.Else():
                         m.next = "bias"
