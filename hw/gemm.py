@@ -451,15 +451,21 @@ class GemmEngine(wiring.Component):
         ]
 
         # ---- Constants: bias and scale rows of each N tile, ahead of the output stage.
+        # Two entries: ``head`` is the N tile at the output stage, ``tail`` the next
+        # one, assembled in place from the constant reads and moved up when the head's
+        # last row leaves (a FIFO would need a third copy to assemble in).
         consts = _Consts(C, aw, mw)
-        k_fifo = fifo.SyncFIFO(width=consts.size, depth=2)
-        m.submodules.k_fifo = k_fifo
-        k_entry = Signal(consts)
+        head, tail = Signal(consts), Signal(consts)
+        head_full, tail_full = Signal(), Signal()
+        k_pop = Signal()
+        with m.If(tail_full & (~head_full | k_pop)):
+            m.d.sync += [head.eq(tail), head_full.eq(1), tail_full.eq(0)]
+        with m.Elif(k_pop):
+            m.d.sync += head_full.eq(0)
         k_bias_ptr = Signal(self._acc_aw)
         k_scale_ptr = Signal(self._acc_aw)
         k_nrem = Signal(DIM_WIDTH)
         want_scale = cmd.requant & cmd.per_channel
-        m.d.comb += k_fifo.w_data.eq(k_entry)
         with m.FSM() as k_fsm:
             with m.State("idle"):
                 with m.If(start):
@@ -468,18 +474,19 @@ class GemmEngine(wiring.Component):
                                  k_nrem.eq(self.cmd.payload.n)]
                     m.next = "bias"
             with m.State("bias"):
-                for j in range(C):
-                    m.d.sync += [k_entry.bias[j].eq(0), k_entry.mult[j].eq(cmd.mult),
-                                 k_entry.shift[j].eq(cmd.shift)]
-                m.d.comb += [self.const_rd.addr.eq(k_bias_ptr),
-                             self.const_rd.en.eq(cmd.use_bias & ~acc_hazard(k_bias_ptr))]
-                with m.If(~cmd.use_bias):
-                    m.next = "scale"
-                with m.Elif(self.const_rd.grant):
-                    m.next = "bias_data"
+                with m.If(~tail_full):
+                    for j in range(C):
+                        m.d.sync += [tail.bias[j].eq(0), tail.mult[j].eq(cmd.mult),
+                                     tail.shift[j].eq(cmd.shift)]
+                    m.d.comb += [self.const_rd.addr.eq(k_bias_ptr),
+                                 self.const_rd.en.eq(cmd.use_bias & ~acc_hazard(k_bias_ptr))]
+                    with m.If(~cmd.use_bias):
+                        m.next = "scale"
+                    with m.Elif(self.const_rd.grant):
+                        m.next = "bias_data"
             with m.State("bias_data"):
                 for j in range(C):
-                    m.d.sync += k_entry.bias[j].eq(self.const_rd.data.word_select(j, lb)[:aw])
+                    m.d.sync += tail.bias[j].eq(self.const_rd.data.word_select(j, lb)[:aw])
                 m.next = "scale"
             with m.State("scale"):
                 m.d.comb += [self.const_rd.addr.eq(k_scale_ptr),
@@ -491,20 +498,17 @@ class GemmEngine(wiring.Component):
             with m.State("scale_data"):
                 for j in range(C):
                     lane = self.const_rd.data.word_select(j, lb)
-                    m.d.sync += [k_entry.mult[j].eq(lane[:mw]),
-                                 k_entry.shift[j].eq(lane[mw:mw + SHIFT_WIDTH])]
+                    m.d.sync += [tail.mult[j].eq(lane[:mw]),
+                                 tail.shift[j].eq(lane[mw:mw + SHIFT_WIDTH])]
                 m.next = "push"
             with m.State("push"):
-                m.d.comb += k_fifo.w_en.eq(1)
-                with m.If(k_fifo.w_rdy):
-                    m.d.sync += [k_bias_ptr.eq(k_bias_ptr + 1), k_scale_ptr.eq(k_scale_ptr + 1),
-                                 k_nrem.eq(k_nrem - C)]
-                    with m.If(_at_most(k_nrem, C)):
-                        m.next = "idle"
-                    with m.Else():
-                        m.next = "bias"
-        head = Signal(consts)
-        m.d.comb += head.eq(k_fifo.r_data)
+                m.d.sync += [tail_full.eq(1),
+                             k_bias_ptr.eq(k_bias_ptr + 1), k_scale_ptr.eq(k_scale_ptr + 1),
+                             k_nrem.eq(k_nrem - C)]
+                with m.If(_at_most(k_nrem, C)):
+                    m.next = "idle"
+                with m.Else():
+                    m.next = "bias"
         m.d.comb += front_done.eq(front & ~a_run & ~b_run & k_fsm.ongoing("idle"))
 
         # ---- Output: S0 reads the accumulator row, S1 adds it, S2 adds the bias and
@@ -575,14 +579,14 @@ class GemmEngine(wiring.Component):
             with m.Else():
                 m.d.comb += s2_total[j].eq(s2_sum[j])
         m.submodules.requant = rq = self._requant
-        to_rq = s2_valid & k_fifo.r_rdy & ~writes_acc(s2_tag)
-        to_acc = s2_valid & k_fifo.r_rdy & writes_acc(s2_tag)
+        to_rq = s2_valid & head_full & ~writes_acc(s2_tag)
+        to_acc = s2_valid & head_full & writes_acc(s2_tag)
         m.d.comb += [
             self.c_wr.addr.eq(s2_tag.c_row),
             self.c_wr.en.eq(to_acc),
             rq.i.valid.eq(to_rq),
             s2_done.eq((to_acc & self.c_wr.grant) | (to_rq & rq.i.ready)),
-            k_fifo.r_en.eq(s2_done & s2_tag.pop),
+            k_pop.eq(s2_done & s2_tag.pop),
         ]
         for j in range(C):
             m.d.comb += [
