@@ -466,6 +466,8 @@ class GemmEngine(wiring.Component):
         k_scale_ptr = Signal(self._acc_aw)
         k_nrem = Signal(DIM_WIDTH)
         want_scale = cmd.requant & cmd.per_channel
+        # One test of whichever row the port reads, not one per pointer.
+        const_hazard = acc_hazard(self.const_rd.addr)
         with m.FSM() as k_fsm:
             with m.State("idle"):
                 with m.If(start):
@@ -479,7 +481,7 @@ class GemmEngine(wiring.Component):
                         m.d.sync += [tail.bias[j].eq(0), tail.mult[j].eq(cmd.mult),
                                      tail.shift[j].eq(cmd.shift)]
                     m.d.comb += [self.const_rd.addr.eq(k_bias_ptr),
-                                 self.const_rd.en.eq(cmd.use_bias & ~acc_hazard(k_bias_ptr))]
+                                 self.const_rd.en.eq(cmd.use_bias & ~const_hazard)]
                     with m.If(~cmd.use_bias):
                         m.next = "scale"
                     with m.Elif(self.const_rd.grant):
@@ -490,7 +492,7 @@ class GemmEngine(wiring.Component):
                 m.next = "scale"
             with m.State("scale"):
                 m.d.comb += [self.const_rd.addr.eq(k_scale_ptr),
-                             self.const_rd.en.eq(want_scale & ~acc_hazard(k_scale_ptr))]
+                             self.const_rd.en.eq(want_scale & ~const_hazard)]
                 with m.If(~want_scale):
                     m.next = "push"
                 with m.Elif(self.const_rd.grant):
