@@ -551,16 +551,22 @@ class GemmEngine(wiring.Component):
         s1_fwd = Signal(data.ArrayLayout(signed(aw), C))
         s2_total = Signal(data.ArrayLayout(signed(aw), C))
         s1_total = Signal(data.ArrayLayout(signed(aw), C))
+        # S2's total is final once its bias is there; until then a row forwarded from
+        # S2 waits in S1 (S2 cannot leave before, so it waits for the same entry).
+        add_s2 = Signal()
+        m.d.comb += add_s2.eq(s1_fwd_s2 & (~s2_tag.first | head_full))
         for j in range(C):
             with m.If(s1_read):
                 m.d.comb += s1_total[j].eq(s1_sum[j] + self.acc_rd.data.word_select(j, lb)[:aw])
-            with m.Elif(s1_fwd_s2):
+            with m.Elif(add_s2):
                 m.d.comb += s1_total[j].eq(s1_sum[j] + s2_total[j])
             with m.Elif(s1_fwd_reg):
                 m.d.comb += s1_total[j].eq(s1_sum[j] + s1_fwd[j])
             with m.Else():
                 m.d.comb += s1_total[j].eq(s1_sum[j])
-        m.d.sync += [s1_read.eq(0), s1_fwd_s2.eq(0), s1_fwd_reg.eq(0)]
+        m.d.sync += [s1_read.eq(0), s1_fwd_reg.eq(0)]
+        with m.If(add_s2):
+            m.d.sync += s1_fwd_s2.eq(0)
         with m.If(s1_valid):
             m.d.sync += s1_sum.eq(s1_total)
         with m.If(s1_moves):
