@@ -403,7 +403,7 @@ class GemmEngine(wiring.Component):
         ]
 
         # ---- B side: weight rows, zero past K and past N, into a FIFO.
-        b_fifo = fifo.SyncFIFO(width=array.w.payload.shape().size, depth=4)
+        b_fifo = fifo.SyncFIFO(width=array.w.payload.shape().size, depth=3)
         m.submodules.b_fifo = b_fifo
         b_run = Signal()
         b_ptr = Signal(self._spad_aw)
