@@ -100,6 +100,31 @@ class Requantizer(wiring.Component):
     def product_width(self) -> int:
         return self._acc_width + self._mult_width + 1
 
+    @staticmethod
+    def _shift_right(product, shift, width: int):
+        """``(2 * product) >> shift`` (arithmetic) in ``width`` bits, whether any bit
+        shifted out is 1, and whether the result does not fit ``width`` signed bits.
+
+        A logarithmic shifter, the largest step first, keeping only the bits a later
+        window can still reach: a full barrel shifter cut down to its low bits costs
+        about twice as many LUTs. The bits a step drops at the top must all equal the
+        sign (else the result overflows), the bits it shifts out at the bottom make
+        the sticky bit.
+        """
+        sign = product[-1]
+        cur = [Const(0, 1)] + [product[j] for j in range(len(product))]
+        sticky, high = [], []
+        for k in reversed(range(len(shift))):
+            step = 1 << k
+            keep = width - 1 + step
+            ext = cur + [sign] * max(0, keep + step - len(cur))
+            sticky.append(shift[k] & Cat(ext[:step]).any())
+            if len(cur) > keep:
+                high.append(~shift[k] & Cat(b ^ sign for b in cur[keep:]).any())
+            cur = [Mux(shift[k], ext[j + step], ext[j]) for j in range(keep)]
+        high.append(cur[width - 1] ^ sign)
+        return Cat(cur[:width]), Cat(sticky).any(), Cat(high).any()
+
     def elaborate(self, platform) -> Module:
         m = Module()
         lanes, pw, ow = self._lanes, self.product_width, self._out_width
@@ -122,17 +147,10 @@ class Requantizer(wiring.Component):
             # floor((p + 2**(s-1) - [p < 0]) / 2**s), the golden rule (ties away from
             # zero; p itself for s = 0). t = u - c with u = floor(2p / 2**s) and c = 1
             # for p < 0 when the s low bits of 2p are 0, so no wide subtraction is
-            # needed. Only u's low out_width + 2 bits matter, and whether u fits them
-            # (otherwise the output saturates by p's sign): p's bits from out_width + s
-            # up all equal its sign. Both tests use ``above[k] = (s <= k)``, a decoder
-            # rather than comparators, which would each take a carry chain.
+            # needed. Only u's low out_width + 2 bits (the window) matter, and whether
+            # u fits them (otherwise the output saturates by p's sign).
             negative = product[-1]
-            above = Signal(pw + 1, name=f"above{lane}")
-            m.d.comb += above.eq(Const((1 << (pw + 1)) - 1, pw + 1) << shift)
-            mag = product ^ negative.replicate(pw)
-            overflow = Cat(mag[j] & above[j - ow] for j in range(ow, pw)).any()
-            # Bit j of p is bit j + 1 of 2p: among the low s when j + 1 < s.
-            low_set = Cat(product[j] & ~above[j + 1] for j in range(pw)).any()
+            window_v, low_set, overflow = self._shift_right(product, shift, ow + 2)
             window = Signal(signed(ow + 2), name=f"window{lane}")
             carry = Signal(name=f"carry{lane}")
             big = Signal(name=f"big{lane}")
@@ -146,7 +164,7 @@ class Requantizer(wiring.Component):
                     product.eq(self.i.payload.acc[lane] *
                                self.i.payload.mult[lane].as_unsigned()),
                     shift.eq(self.i.payload.shift[lane]),
-                    window.eq(((product << 1) >> shift)[:ow + 2]),
+                    window.eq(window_v),
                     carry.eq(~negative | low_set),
                     big.eq(overflow),
                     sign.eq(negative),
