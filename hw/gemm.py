@@ -221,7 +221,8 @@ class GemmEngine(wiring.Component):
                                     dsp_packing=config.dsp_packing)
         self._requant = Requantizer(config.array_cols, acc_width=config.acc_width,
                                     mult_width=config.requant_mult_width,
-                                    out_width=config.operand_width)
+                                    out_width=config.operand_width,
+                                    tag_width=self._spad_aw + 1)
 
     @property
     def config(self) -> Config:
@@ -604,23 +605,19 @@ class GemmEngine(wiring.Component):
                 rq.i.payload.shift[j].eq(head.shift[j]),
             ]
 
-        # Scratchpad row addresses follow the requantizer's beats in order.
-        d_fifo = fifo.SyncFIFO(width=self._spad_aw + 1, depth=rq.latency + 1)
-        m.submodules.d_fifo = d_fifo
+        # Scratchpad row addresses travel through the requantizer with their beats.
         m.d.comb += [
-            d_fifo.w_en.eq(rq.i.valid & rq.i.ready),
-            d_fifo.w_data.eq(Cat(s2_tag.d_row, s2_tag.end)),
+            rq.i.payload.tag.eq(Cat(s2_tag.d_row, s2_tag.end)),
             self.d_wr.en.eq(rq.o.valid),
-            self.d_wr.addr.eq(d_fifo.r_data[:self._spad_aw]),
+            self.d_wr.addr.eq(rq.o.payload.tag[:self._spad_aw]),
             rq.o.ready.eq(self.d_wr.grant),
-            d_fifo.r_en.eq(rq.o.valid & self.d_wr.grant),
         ]
         for j in range(C):
-            m.d.comb += self.d_wr.data.word_select(j, ow).eq(rq.o.payload[j])
+            m.d.comb += self.d_wr.data.word_select(j, ow).eq(rq.o.payload.data[j])
 
         m.d.comb += done.eq(
             (to_acc & self.c_wr.grant & s2_tag.end) |
-            (rq.o.valid & self.d_wr.grant & d_fifo.r_data[self._spad_aw]))
+            (rq.o.valid & self.d_wr.grant & rq.o.payload.tag[self._spad_aw]))
 
         # ---- Performance counters of the last command.
         a_in = array.a.valid & array.a.ready

@@ -6,7 +6,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["RequantLayout", "Requantizer"]
+__all__ = ["RequantLayout", "RequantResultLayout", "Requantizer"]
 
 
 class RequantLayout(data.StructLayout):
@@ -20,14 +20,34 @@ class RequantLayout(data.StructLayout):
         per-tensor scaling).
     shift : ArrayLayout(unsigned(6), lanes)
         Per-lane right shift, 0 to 63.
+    tag : unsigned(tag_width)
+        Carried unchanged to the output beat (only when ``tag_width`` > 0).
     """
 
-    def __init__(self, lanes: int, *, acc_width: int = 32, mult_width: int = 16):
-        super().__init__({
+    def __init__(self, lanes: int, *, acc_width: int = 32, mult_width: int = 16,
+                 tag_width: int = 0):
+        fields = {
             "acc": data.ArrayLayout(signed(acc_width), lanes),
             "mult": data.ArrayLayout(unsigned(mult_width), lanes),
             "shift": data.ArrayLayout(unsigned(6), lanes),
-        })
+        }
+        if tag_width:
+            fields["tag"] = tag_width
+        super().__init__(fields)
+
+
+class RequantResultLayout(data.StructLayout):
+    """Payload of a requantizer output beat when it carries a tag.
+
+    Fields
+    ------
+    data : ArrayLayout(signed(out_width), lanes)
+    tag : unsigned(tag_width)
+    """
+
+    def __init__(self, lanes: int, *, out_width: int = 8, tag_width: int = 1):
+        super().__init__({"data": data.ArrayLayout(signed(out_width), lanes),
+                          "tag": tag_width})
 
 
 class Requantizer(wiring.Component):
@@ -51,13 +71,15 @@ class Requantizer(wiring.Component):
         Width of the unsigned multipliers.
     out_width : int
         Width of the signed outputs (saturated).
+    tag_width : int
+        Width of a tag carried from each input beat to its output beat, 0 to 128.
 
     Members
     -------
     i : In(stream.Signature(RequantLayout))
         Accumulators with their per-lane constants.
     o : Out(stream.Signature(ArrayLayout(signed(out_width), lanes)))
-        Requantized values.
+        Requantized values; with a tag, ``RequantResultLayout`` (``data``, ``tag``).
 
     Raises
     ------
@@ -68,10 +90,11 @@ class Requantizer(wiring.Component):
     """
 
     def __init__(self, lanes: int, *, acc_width: int = 32, mult_width: int = 16,
-                 out_width: int = 8):
+                 out_width: int = 8, tag_width: int = 0):
         for name, value, lo, hi in (("lanes", lanes, 1, 256), ("acc_width", acc_width, 2, 64),
                                     ("mult_width", mult_width, 1, 32),
-                                    ("out_width", out_width, 2, 32)):
+                                    ("out_width", out_width, 2, 32),
+                                    ("tag_width", tag_width, 0, 128)):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"Requantizer {name} must be an integer, not {value!r}")
             if not lo <= value <= hi:
@@ -81,10 +104,16 @@ class Requantizer(wiring.Component):
         self._acc_width = acc_width
         self._mult_width = mult_width
         self._out_width = out_width
+        self._tag_width = tag_width
+        if tag_width:
+            result = RequantResultLayout(lanes, out_width=out_width, tag_width=tag_width)
+        else:
+            result = data.ArrayLayout(signed(out_width), lanes)
         super().__init__({
             "i": In(stream.Signature(RequantLayout(lanes, acc_width=acc_width,
-                                                   mult_width=mult_width))),
-            "o": Out(stream.Signature(data.ArrayLayout(signed(out_width), lanes))),
+                                                   mult_width=mult_width,
+                                                   tag_width=tag_width))),
+            "o": Out(stream.Signature(result)),
         })
 
     @property
@@ -138,6 +167,15 @@ class Requantizer(wiring.Component):
         ]
         with m.If(advance):
             m.d.sync += valid.eq(Cat(self.i.valid, valid[:-1]))
+        out = self.o.payload.data if self._tag_width else self.o.payload
+        if self._tag_width:
+            prev = self.i.payload.tag
+            for stage in range(self.latency):
+                tag = Signal(self._tag_width, name=f"tag{stage}")
+                with m.If(advance):
+                    m.d.sync += tag.eq(prev)
+                prev = tag
+            m.d.comb += self.o.payload.tag.eq(prev)
 
         lo, hi = -(1 << (ow - 1)), (1 << (ow - 1)) - 1
         for lane in range(lanes):
@@ -170,7 +208,7 @@ class Requantizer(wiring.Component):
                     sign.eq(negative),
                 ]
                 with m.If(big | ~fits):
-                    m.d.sync += self.o.payload[lane].eq(Mux(sign, lo, hi))
+                    m.d.sync += out[lane].eq(Mux(sign, lo, hi))
                 with m.Else():
-                    m.d.sync += self.o.payload[lane].eq(rounded[:ow])
+                    m.d.sync += out[lane].eq(rounded[:ow])
         return m
