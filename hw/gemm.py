@@ -51,6 +51,16 @@ def _addr_width(rows: int) -> int:
     return max(1, (rows - 1).bit_length())
 
 
+def _at_most(value, limit: int):
+    """``value <= limit`` for an unsigned ``value`` and a constant ``limit``, as a test
+    of the high bits and a small compare of the low ones: Yosys makes a carry chain
+    as wide as ``value`` of a plain comparison."""
+    low = limit.bit_length()
+    if low >= len(value):
+        return value <= limit
+    return ~value[low:].any() & (value[:low] <= limit)
+
+
 def _check_config(config) -> int:
     """Raise if the engine cannot be built for ``config``; return the accumulator lane
     width in bits."""
@@ -211,7 +221,8 @@ class GemmEngine(wiring.Component):
                                     dsp_packing=config.dsp_packing)
         self._requant = Requantizer(config.array_cols, acc_width=config.acc_width,
                                     mult_width=config.requant_mult_width,
-                                    out_width=config.operand_width)
+                                    out_width=config.operand_width,
+                                    tag_width=self._spad_aw + 1)
 
     @property
     def config(self) -> Config:
@@ -310,8 +321,8 @@ class GemmEngine(wiring.Component):
         a_beat = Signal(array.a.payload.shape())
         a_tag = Signal(tag_layout)
         last_m = a_m == cmd.m - 1
-        last_kt = a_krem <= R
-        last_nt = a_nrem <= C
+        last_kt = _at_most(a_krem, R)
+        last_nt = _at_most(a_nrem, C)
         m.d.comb += [
             a_tag.c_row.eq(c_ptr), a_tag.d_row.eq(d_ptr), a_tag.first.eq(a_first),
             a_tag.from_acc.eq(~a_first | cmd.accumulate), a_tag.final.eq(last_kt),
@@ -393,7 +404,7 @@ class GemmEngine(wiring.Component):
         ]
 
         # ---- B side: weight rows, zero past K and past N, into a FIFO.
-        b_fifo = fifo.SyncFIFO(width=array.w.payload.shape().size, depth=4)
+        b_fifo = fifo.SyncFIFO(width=array.w.payload.shape().size, depth=3)
         m.submodules.b_fifo = b_fifo
         b_run = Signal()
         b_ptr = Signal(self._spad_aw)
@@ -419,16 +430,16 @@ class GemmEngine(wiring.Component):
         m.d.sync += b_pend.eq(0)
         with m.If(b_step):
             m.d.sync += [b_pend.eq(1), b_pend_zero.eq(~has_row),
-                         b_pend_mask.eq(Cat(b_nrem > j for j in range(C))),
+                         b_pend_mask.eq(Cat(~_at_most(b_nrem, j) for j in range(C))),
                          b_r.eq(b_r + 1)]
             with m.If(has_row):
                 m.d.sync += [b_ptr.eq(b_ptr + cmd.b_stride), b_krem.eq(b_krem - 1)]
             with m.If(b_r == R - 1):
                 m.d.sync += b_r.eq(0)
-                with m.If(b_krem <= 1):
+                with m.If(_at_most(b_krem, 1)):
                     m.d.sync += [b_krem.eq(cmd.k), b_nrem.eq(b_nrem - C),
                                  b_nt.eq(b_nt + 1), b_ptr.eq(b_nt + 1)]
-                    with m.If(b_nrem <= C):
+                    with m.If(_at_most(b_nrem, C)):
                         m.d.sync += b_run.eq(0)
         w_row = Signal(array.w.payload.shape())
         for j in range(C):
@@ -441,15 +452,23 @@ class GemmEngine(wiring.Component):
         ]
 
         # ---- Constants: bias and scale rows of each N tile, ahead of the output stage.
+        # Two entries: ``head`` is the N tile at the output stage, ``tail`` the next
+        # one, assembled in place from the constant reads and moved up when the head's
+        # last row leaves (a FIFO would need a third copy to assemble in).
         consts = _Consts(C, aw, mw)
-        k_fifo = fifo.SyncFIFO(width=consts.size, depth=2)
-        m.submodules.k_fifo = k_fifo
-        k_entry = Signal(consts)
+        head, tail = Signal(consts), Signal(consts)
+        head_full, tail_full = Signal(), Signal()
+        k_pop = Signal()
+        with m.If(tail_full & (~head_full | k_pop)):
+            m.d.sync += [head.eq(tail), head_full.eq(1), tail_full.eq(0)]
+        with m.Elif(k_pop):
+            m.d.sync += head_full.eq(0)
         k_bias_ptr = Signal(self._acc_aw)
         k_scale_ptr = Signal(self._acc_aw)
         k_nrem = Signal(DIM_WIDTH)
         want_scale = cmd.requant & cmd.per_channel
-        m.d.comb += k_fifo.w_data.eq(k_entry)
+        # One test of whichever row the port reads, not one per pointer.
+        const_hazard = acc_hazard(self.const_rd.addr)
         with m.FSM() as k_fsm:
             with m.State("idle"):
                 with m.If(start):
@@ -458,22 +477,23 @@ class GemmEngine(wiring.Component):
                                  k_nrem.eq(self.cmd.payload.n)]
                     m.next = "bias"
             with m.State("bias"):
-                for j in range(C):
-                    m.d.sync += [k_entry.bias[j].eq(0), k_entry.mult[j].eq(cmd.mult),
-                                 k_entry.shift[j].eq(cmd.shift)]
-                m.d.comb += [self.const_rd.addr.eq(k_bias_ptr),
-                             self.const_rd.en.eq(cmd.use_bias & ~acc_hazard(k_bias_ptr))]
-                with m.If(~cmd.use_bias):
-                    m.next = "scale"
-                with m.Elif(self.const_rd.grant):
-                    m.next = "bias_data"
+                with m.If(~tail_full):
+                    for j in range(C):
+                        m.d.sync += [tail.bias[j].eq(0), tail.mult[j].eq(cmd.mult),
+                                     tail.shift[j].eq(cmd.shift)]
+                    m.d.comb += [self.const_rd.addr.eq(k_bias_ptr),
+                                 self.const_rd.en.eq(cmd.use_bias & ~const_hazard)]
+                    with m.If(~cmd.use_bias):
+                        m.next = "scale"
+                    with m.Elif(self.const_rd.grant):
+                        m.next = "bias_data"
             with m.State("bias_data"):
                 for j in range(C):
-                    m.d.sync += k_entry.bias[j].eq(self.const_rd.data.word_select(j, lb)[:aw])
+                    m.d.sync += tail.bias[j].eq(self.const_rd.data.word_select(j, lb)[:aw])
                 m.next = "scale"
             with m.State("scale"):
                 m.d.comb += [self.const_rd.addr.eq(k_scale_ptr),
-                             self.const_rd.en.eq(want_scale & ~acc_hazard(k_scale_ptr))]
+                             self.const_rd.en.eq(want_scale & ~const_hazard)]
                 with m.If(~want_scale):
                     m.next = "push"
                 with m.Elif(self.const_rd.grant):
@@ -481,20 +501,17 @@ class GemmEngine(wiring.Component):
             with m.State("scale_data"):
                 for j in range(C):
                     lane = self.const_rd.data.word_select(j, lb)
-                    m.d.sync += [k_entry.mult[j].eq(lane[:mw]),
-                                 k_entry.shift[j].eq(lane[mw:mw + SHIFT_WIDTH])]
+                    m.d.sync += [tail.mult[j].eq(lane[:mw]),
+                                 tail.shift[j].eq(lane[mw:mw + SHIFT_WIDTH])]
                 m.next = "push"
             with m.State("push"):
-                m.d.comb += k_fifo.w_en.eq(1)
-                with m.If(k_fifo.w_rdy):
-                    m.d.sync += [k_bias_ptr.eq(k_bias_ptr + 1), k_scale_ptr.eq(k_scale_ptr + 1),
-                                 k_nrem.eq(k_nrem - C)]
-                    with m.If(k_nrem <= C):
-                        m.next = "idle"
-                    with m.Else():
-                        m.next = "bias"
-        head = Signal(consts)
-        m.d.comb += head.eq(k_fifo.r_data)
+                m.d.sync += [tail_full.eq(1),
+                             k_bias_ptr.eq(k_bias_ptr + 1), k_scale_ptr.eq(k_scale_ptr + 1),
+                             k_nrem.eq(k_nrem - C)]
+                with m.If(_at_most(k_nrem, C)):
+                    m.next = "idle"
+                with m.Else():
+                    m.next = "bias"
         m.d.comb += front_done.eq(front & ~a_run & ~b_run & k_fsm.ongoing("idle"))
 
         # ---- Output: S0 reads the accumulator row, S1 adds it, S2 adds the bias and
@@ -535,16 +552,22 @@ class GemmEngine(wiring.Component):
         s1_fwd = Signal(data.ArrayLayout(signed(aw), C))
         s2_total = Signal(data.ArrayLayout(signed(aw), C))
         s1_total = Signal(data.ArrayLayout(signed(aw), C))
+        # S2's total is final once its bias is there; until then a row forwarded from
+        # S2 waits in S1 (S2 cannot leave before, so it waits for the same entry).
+        add_s2 = Signal()
+        m.d.comb += add_s2.eq(s1_fwd_s2 & (~s2_tag.first | head_full))
         for j in range(C):
             with m.If(s1_read):
                 m.d.comb += s1_total[j].eq(s1_sum[j] + self.acc_rd.data.word_select(j, lb)[:aw])
-            with m.Elif(s1_fwd_s2):
+            with m.Elif(add_s2):
                 m.d.comb += s1_total[j].eq(s1_sum[j] + s2_total[j])
             with m.Elif(s1_fwd_reg):
                 m.d.comb += s1_total[j].eq(s1_sum[j] + s1_fwd[j])
             with m.Else():
                 m.d.comb += s1_total[j].eq(s1_sum[j])
-        m.d.sync += [s1_read.eq(0), s1_fwd_s2.eq(0), s1_fwd_reg.eq(0)]
+        m.d.sync += [s1_read.eq(0), s1_fwd_reg.eq(0)]
+        with m.If(add_s2):
+            m.d.sync += s1_fwd_s2.eq(0)
         with m.If(s1_valid):
             m.d.sync += s1_sum.eq(s1_total)
         with m.If(s1_moves):
@@ -565,14 +588,14 @@ class GemmEngine(wiring.Component):
             with m.Else():
                 m.d.comb += s2_total[j].eq(s2_sum[j])
         m.submodules.requant = rq = self._requant
-        to_rq = s2_valid & k_fifo.r_rdy & ~writes_acc(s2_tag)
-        to_acc = s2_valid & k_fifo.r_rdy & writes_acc(s2_tag)
+        to_rq = s2_valid & head_full & ~writes_acc(s2_tag)
+        to_acc = s2_valid & head_full & writes_acc(s2_tag)
         m.d.comb += [
             self.c_wr.addr.eq(s2_tag.c_row),
             self.c_wr.en.eq(to_acc),
             rq.i.valid.eq(to_rq),
             s2_done.eq((to_acc & self.c_wr.grant) | (to_rq & rq.i.ready)),
-            k_fifo.r_en.eq(s2_done & s2_tag.pop),
+            k_pop.eq(s2_done & s2_tag.pop),
         ]
         for j in range(C):
             m.d.comb += [
@@ -582,23 +605,19 @@ class GemmEngine(wiring.Component):
                 rq.i.payload.shift[j].eq(head.shift[j]),
             ]
 
-        # Scratchpad row addresses follow the requantizer's beats in order.
-        d_fifo = fifo.SyncFIFO(width=self._spad_aw + 1, depth=rq.latency + 1)
-        m.submodules.d_fifo = d_fifo
+        # Scratchpad row addresses travel through the requantizer with their beats.
         m.d.comb += [
-            d_fifo.w_en.eq(rq.i.valid & rq.i.ready),
-            d_fifo.w_data.eq(Cat(s2_tag.d_row, s2_tag.end)),
+            rq.i.payload.tag.eq(Cat(s2_tag.d_row, s2_tag.end)),
             self.d_wr.en.eq(rq.o.valid),
-            self.d_wr.addr.eq(d_fifo.r_data[:self._spad_aw]),
+            self.d_wr.addr.eq(rq.o.payload.tag[:self._spad_aw]),
             rq.o.ready.eq(self.d_wr.grant),
-            d_fifo.r_en.eq(rq.o.valid & self.d_wr.grant),
         ]
         for j in range(C):
-            m.d.comb += self.d_wr.data.word_select(j, ow).eq(rq.o.payload[j])
+            m.d.comb += self.d_wr.data.word_select(j, ow).eq(rq.o.payload.data[j])
 
         m.d.comb += done.eq(
             (to_acc & self.c_wr.grant & s2_tag.end) |
-            (rq.o.valid & self.d_wr.grant & d_fifo.r_data[self._spad_aw]))
+            (rq.o.valid & self.d_wr.grant & rq.o.payload.tag[self._spad_aw]))
 
         # ---- Performance counters of the last command.
         a_in = array.a.valid & array.a.ready
