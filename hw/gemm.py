@@ -58,6 +58,8 @@ def _at_most(value, limit: int):
     low = limit.bit_length()
     if low >= len(value):
         return value <= limit
+    if limit == (1 << low) - 1:
+        return ~value[low:].any()       # every low value is at most the limit
     return ~value[low:].any() & (value[:low] <= limit)
 
 
