@@ -336,17 +336,17 @@ PRESETS: dict[str, tuple[Config, str]] = {
             spad_bytes=4096, acc_bytes=4096, vector_lanes=2, vector_max_row=32,
             has_softmax=False, has_gelu=False, has_layernorm=False, has_residual=False,
             has_requant=False, perf_counters=False, cmd_queue_depth=0, dep_queue_depth=1),
-        # Measured with `intformer synth --preset icebreaker --target ice40` on the
-        # Accelerator top (Yosys, blocks kept apart): the GEMM engine is about 2.7k LUT,
-        # 1.8k FF and all 6 DSPs (2 in the array, 4 in its requantizer); the command
-        # processor ~1.7k LUT, 1.7k FF; the DMA engines ~1.2k LUT, 1k FF; the load and
-        # store executors ~0.9k LUT; the memories' port logic ~0.8k LUT. nextpnr packs
-        # the whole into 11.5k logic cells (with its I/O wrapper) of the UP5K's 5280.
-        # 16 MB of address space, no standalone requant unit (gemm requantizes) and no
-        # performance counters, to save area.
+        # Measured with `intformer synth --preset icebreaker --target ice40` (and
+        # --breakdown for the blocks, hierarchy kept): the GEMM engine ~2.3k LUT, 1.7k FF
+        # and all 6 DSPs (2 in the array, 4 in its requantizer); the command processor
+        # ~1.5k LUT, 0.7k FF; the DMA engines ~0.95k LUT, 0.6k FF; the load and store
+        # executors ~0.7k LUT, 0.4k FF. nextpnr packs the whole into 8,092 logic cells
+        # (with its I/O wrapper) of the UP5K's 5,280. 16 MB of address space, no command
+        # queues, no standalone requant unit (gemm requantizes) and no performance
+        # counters, to save area.
         "iCE40UP5K (iCEBreaker) target: 2x2 array on 2 SB_MAC16 (dual 8x8), no vector "
-        "units, no requant unit or counters; does NOT fit yet: 7.4k LUT, 5.2k FF (11.5k "
-        "logic cells of 5280), 6 of 8 SB_MAC16, 18 of 30 EBR, so no Fmax"),
+        "units, no requant unit, counters or command queues; does NOT fit yet: 5.8k LUT, "
+        "3.3k FF (8,092 logic cells of 5,280), 6 of 8 SB_MAC16, 18 of 30 EBR, so no Fmax"),
     "ulx3s": (
         dataclasses.replace(
             BASE, array_rows=16, array_cols=8, spad_bytes=128 * 1024, acc_bytes=64 * 1024,
