@@ -27,6 +27,9 @@ from .config import Config
 
 __all__ = ["FetchRequestLayout", "CommandProcessor"]
 
+#: The vector commands (one row layout, see intformer.hw.isa).
+_VECTOR_OPS = ("gelu", "softmax", "layernorm", "residual")
+
 #: Width of the dependency-token counters; a stream that leaves more than
 #: 2**TOKEN_BITS - 1 tokens unconsumed on one edge is not supported.
 TOKEN_BITS = 12
@@ -181,9 +184,7 @@ class CommandProcessor(wiring.Component):
         vector["length"] = c.vector_max_row.bit_length()
         transfer = {"loc": either, "loc_stride": either, "dram": c.axi_addr_width,
                     "dram_stride": c.axi_addr_width}
-        has_vec = any(isa.OPCODES[name].queue == "compute" and name in self._implemented
-                      and "length" in {g.name for g in isa.OPCODES[name].fields}
-                      for name in isa.OPCODES)
+        has_vec = any(name in self._implemented for name in _VECTOR_OPS)
         rules = {
             "load": transfer, "store": transfer,
             "gemm": {**{name: sp for name in ("a", "a_stride", "b", "b_stride", "d",
@@ -196,7 +197,7 @@ class CommandProcessor(wiring.Component):
             "requant": {"src": ac, "dst": sp, "dst_stride": sp, "scale": ac},
             "set_const": {"index": (isa.N_CONSTANTS - 1).bit_length() if has_vec else 0,
                           "value": f.width if has_vec else 0},
-            **{name: vector for name in ("gelu", "softmax", "layernorm", "residual")},
+            **{name: vector for name in _VECTOR_OPS},
         }
         return min(f.width, rules.get(op.name, {}).get(f.name, f.width))
 
@@ -288,7 +289,7 @@ class CommandProcessor(wiring.Component):
                     ("fits", 1, sp, v.dst, v.rows, v.dst_stride, 1, 1, False),
                     ("fits", v.per_channel, ac, v.scale, 1, 0, 1, 1, False),
                 ]
-            elif op.name in ("gelu", "softmax", "layernorm", "residual"):
+            elif op.name in _VECTOR_OPS:
                 flags += [((v.rows == 0) | (v.length == 0), "zero_length"),
                           (v.length > c.vector_max_row, "bad_shape")]
                 elems = (c.spad_row_bytes, c.array_cols)

@@ -47,9 +47,6 @@ STRIDE_WIDTH = 16
 SHIFT_WIDTH = 6
 
 
-def _addr_width(rows: int) -> int:
-    return max(1, (rows - 1).bit_length())
-
 
 def _at_most(value, limit: int):
     """``value <= limit`` for an unsigned ``value`` and a constant ``limit``, as a test
@@ -94,7 +91,7 @@ class GemmCommand(data.StructLayout):
     """
 
     def __init__(self, config: Config):
-        spad, acc = _addr_width(config.spad_rows), _addr_width(config.acc_rows)
+        spad, acc = config.spad_addr_width, config.acc_addr_width
         super().__init__({
             "a": spad, "a_stride": STRIDE_WIDTH,
             "b": spad, "b_stride": STRIDE_WIDTH,
@@ -198,8 +195,8 @@ class GemmEngine(wiring.Component):
         lane_bits = _check_config(config)
         self._config = config
         self._lane_bits = lane_bits
-        self._spad_aw = _addr_width(config.spad_rows)
-        self._acc_aw = _addr_width(config.acc_rows)
+        self._spad_aw = config.spad_addr_width
+        self._acc_aw = config.acc_addr_width
         spad_w, acc_w = config.spad_row_bytes * 8, config.acc_row_bytes * 8
         super().__init__({
             "cmd": In(stream.Signature(GemmCommand(config))),
@@ -668,7 +665,7 @@ class GemmUnit(wiring.Component):
         _check_config(config)
         self._engine = GemmEngine(config)
         self._config = config
-        spad_aw, acc_aw = _addr_width(config.spad_rows), _addr_width(config.acc_rows)
+        spad_aw, acc_aw = config.spad_addr_width, config.acc_addr_width
         spad_w, acc_w = config.spad_row_bytes * 8, config.acc_row_bytes * 8
         super().__init__({
             "cmd": In(stream.Signature(GemmCommand(config))),

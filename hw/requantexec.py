@@ -32,9 +32,6 @@ __all__ = ["RequantExecutor", "SHIFT_WIDTH"]
 SHIFT_WIDTH = 6
 
 
-def _aw(rows: int) -> int:
-    return max(1, (rows - 1).bit_length())
-
 
 class RequantExecutor(wiring.Component):
     """Carries out ``requant`` commands.
@@ -73,8 +70,8 @@ class RequantExecutor(wiring.Component):
         self._config = c = config
         self._rq = Requantizer(c.array_cols, acc_width=c.acc_width,
                                mult_width=c.requant_mult_width)
-        spad = dict(addr_width=_aw(c.spad_rows), width=c.spad_row_bytes * 8)
-        acc = dict(addr_width=_aw(c.acc_rows), width=c.acc_row_bytes * 8)
+        spad = dict(addr_width=c.spad_addr_width, width=c.spad_row_bytes * 8)
+        acc = dict(addr_width=c.acc_addr_width, width=c.acc_row_bytes * 8)
         super().__init__({
             "cmd": In(stream.Signature(isa.command_layout())),
             "acc_rd": Out(ReadPortSignature(**acc)),

@@ -27,9 +27,6 @@ from .memories import ReadPortSignature, WritePortSignature
 __all__ = ["LoadExecutor", "StoreExecutor"]
 
 
-def _aw(rows: int) -> int:
-    return max(1, (rows - 1).bit_length())
-
 
 def _log2(n: int) -> int:
     return n.bit_length() - 1
@@ -142,9 +139,9 @@ class LoadExecutor(_Executor):
         c = config
         super().__init__(config, {
             "data": In(stream.Signature(c.axi_data_width)),
-            "spad_wr": Out(WritePortSignature(addr_width=_aw(c.spad_rows),
+            "spad_wr": Out(WritePortSignature(addr_width=c.spad_addr_width,
                                               width=c.spad_row_bytes * 8)),
-            "acc_wr": Out(WritePortSignature(addr_width=_aw(c.acc_rows),
+            "acc_wr": Out(WritePortSignature(addr_width=c.acc_addr_width,
                                              width=c.acc_row_bytes * 8)),
         })
 
@@ -336,9 +333,9 @@ class StoreExecutor(_Executor):
         c = config
         super().__init__(config, {
             "data": Out(stream.Signature(c.axi_data_width)),
-            "spad_rd": Out(ReadPortSignature(addr_width=_aw(c.spad_rows),
+            "spad_rd": Out(ReadPortSignature(addr_width=c.spad_addr_width,
                                              width=c.spad_row_bytes * 8)),
-            "acc_rd": Out(ReadPortSignature(addr_width=_aw(c.acc_rows),
+            "acc_rd": Out(ReadPortSignature(addr_width=c.acc_addr_width,
                                             width=c.acc_row_bytes * 8)),
         })
 

@@ -59,9 +59,6 @@ def supported(config: Config) -> bool:
     return config.vector_lanes == config.spad_row_bytes == config.array_cols
 
 
-def _aw(rows: int) -> int:
-    return max(1, (rows - 1).bit_length())
-
 
 class _RowReader:
     """Reads the local rows of one operand in beat order into a FIFO."""
@@ -152,8 +149,8 @@ class VectorExecutor(wiring.Component):
                              f"equal to spad_row_bytes ({config.spad_row_bytes}) and "
                              f"array_cols ({config.array_cols})")
         self._config = c = config
-        spad = dict(addr_width=_aw(c.spad_rows), width=c.spad_row_bytes * 8)
-        acc = dict(addr_width=_aw(c.acc_rows), width=c.acc_row_bytes * 8)
+        spad = dict(addr_width=c.spad_addr_width, width=c.spad_row_bytes * 8)
+        acc = dict(addr_width=c.acc_addr_width, width=c.acc_row_bytes * 8)
         super().__init__({
             "cmd": In(stream.Signature(isa.command_layout())),
             "spad_rd_a": Out(ReadPortSignature(**spad)),
@@ -220,7 +217,7 @@ class VectorExecutor(wiring.Component):
         is_res = op == isa.OPCODES["residual"].code
         is_ln = op == isa.OPCODES["layernorm"].code
         # The c reader has no scratchpad port: beta always comes from the accumulator.
-        dummy = ReadPortSignature(addr_width=_aw(c.spad_rows),
+        dummy = ReadPortSignature(addr_width=c.spad_addr_width,
                                   width=c.spad_row_bytes * 8).flip().create()
         rd_c = _RowReader(m, "c", spad_port=dummy, acc_port=self.acc_rd_c, lanes=lanes)
         rd_c.elaborate(start=start, base=f["src2"] + chunks, stride=0,
