@@ -332,7 +332,7 @@ PRESETS: dict[str, tuple[Config, str]] = {
     "icebreaker": (
         dataclasses.replace(
             BASE, array_rows=2, array_cols=2, dsp_packing=True, axi_data_width=32,
-            axi_addr_width=24, axi_id_width=1, axi_max_burst=4, axi_max_outstanding=1,
+            axi_addr_width=17, axi_id_width=1, axi_max_burst=4, axi_max_outstanding=1,
             spad_bytes=4096, acc_bytes=4096, vector_lanes=2, vector_max_row=32,
             has_softmax=False, has_gelu=False, has_layernorm=False, has_residual=False,
             has_requant=False, perf_counters=False, cmd_queue_depth=0, dep_queue_depth=1),
@@ -341,7 +341,8 @@ PRESETS: dict[str, tuple[Config, str]] = {
         # and all 6 DSPs (2 in the array, 4 in its requantizer); the command processor
         # ~1.5k LUT, 0.7k FF; the DMA engines ~0.95k LUT, 0.6k FF; the load and store
         # executors ~0.7k LUT, 0.4k FF. nextpnr packs the whole into 8,092 logic cells
-        # (with its I/O wrapper) of the UP5K's 5,280. 16 MB of address space, no command
+        # (with its I/O wrapper) of the UP5K's 5,280. 128 KB of address space (the UP5K's
+        # SPRAM is the memory a board gives the DMA), no command
         # queues, no standalone requant unit (gemm requantizes) and no performance
         # counters, to save area.
         "iCE40UP5K (iCEBreaker) target: 2x2 array on 2 SB_MAC16 (dual 8x8), no vector "

@@ -426,7 +426,7 @@ CONFIGS = {
     "direct_wide": {"axi_data_width": 256, "axi_max_burst": 4, "cmd_queue_depth": 0},
     # Rows of 3 and 12 bytes: range checks for a row size that is not a power of 2.
     "odd_rows": {"preset": "tiny", "array_cols": 3, "spad_bytes": 4092, "acc_bytes": 2040},
-    # No queues (depth 0), 24-bit addresses, GEMM only: the narrowest commands.
+    # No queues (depth 0), 17-bit addresses, GEMM only: the narrowest commands.
     "icebreaker": {"preset": "icebreaker",
                    "implemented": ("load", "store", "gemm", "set_const", "end")},
 }

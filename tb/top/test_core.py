@@ -287,7 +287,7 @@ def _manifest(core, config):
 
 CONFIGS = {"default": ("default", {}), "tiny": ("tiny", {}),
            "wide_rows": ("default", {"array_rows": 8, "array_cols": 4, "axi_data_width": 128}),
-           # GEMM only, packed DSPs, one-entry queues, 24-bit addresses.
+           # GEMM only, packed DSPs, no command queues, 17-bit addresses.
            "icebreaker": ("icebreaker", {})}
 
 
