@@ -18,8 +18,9 @@ raises ``irq``. The next ``start`` runs a new stream from a clean state.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from . import isa
@@ -314,8 +315,12 @@ class CommandProcessor(wiring.Component):
 
         One cycle per ``flags`` step and per ``fits`` step whose guard is low; another
         ``fits`` or ``extent`` step takes two cycles plus one per bit of ``rows - 1``:
-        the product ``(rows - 1) * stride`` is summed by shift and add, so the checker
-        has no multiplier, and one adder and comparator serve every check."""
+        the product ``(rows - 1) * stride`` is summed by shift and add onto ``first``, so
+        the checker has no multiplier; one adder sums, and an extent check is a range
+        check of the window (one byte per row), so one subtractor and, for the row sizes
+        that are powers of 2, one comparator serve every check. The sum is as wide as the
+        largest limit needs (:attr:`axi_addr_width` or a memory's address width, plus
+        one), beyond which it saturates."""
         c = self._config
         programs = self._program(cmd)
         code = cmd.header.opcode
@@ -326,8 +331,11 @@ class CommandProcessor(wiring.Component):
                 with m.Case(*codes):
                     m.d.comb += queue.eq(i)
         widths = {"first": 32, "rows": 16, "stride": 20, "amount": 16}
+        # An extent check is a range check of the window with one byte per row.
         per_rows = sorted({w for steps in programs.values() for s in steps if s[0] == "fits"
-                           for w in (s[7] if isinstance(s[7], tuple) else (s[7],))})
+                           for w in (s[7] if isinstance(s[7], tuple) else (s[7],))}
+                          | {1 for steps in programs.values() for s in steps
+                             if s[0] == "extent"})
         n_steps = max(len(steps) for steps in programs.values())
 
         k = Signal(range(n_steps))
@@ -354,6 +362,18 @@ class CommandProcessor(wiring.Component):
                 return Mux(sel == isa.SPACES["acc"], per_rows.index(w[1]), per_rows.index(w[0]))
             return per_rows.index(w)
 
+        # Each operand is an AND-OR of its distinct sources (a field that several steps
+        # read, or a constant), each enabled by the steps that read it.
+        sources = {name: {} for name in widths}
+
+        def operands(*values):
+            for name, v in zip(widths, values, strict=True):
+                v = Const(v, widths[name]) if isinstance(v, int) else Value.cast(v)
+                key = repr(v)
+                if key not in sources[name]:
+                    sources[name][key] = (v, Signal(name=f"check_{name}_{len(sources[name])}"))
+                m.d.comb += sources[name][key][1].eq(1)
+
         with m.Switch(code):
             for codes, steps in programs.items():
                 with m.Case(*codes):
@@ -369,57 +389,74 @@ class CommandProcessor(wiring.Component):
                                     m.d.comb += [
                                         guard.eq(g), space.eq(sel), half.eq(h),
                                         wsel.eq(per_row_index(w, sel)),
-                                        ops["first"].eq(first), ops["rows"].eq(rows),
-                                        ops["stride"].eq(stride), ops["amount"].eq(amount),
                                     ]
+                                    operands(first, rows, stride, amount)
                                 else:
                                     _, first, rows, stride, amount = step
-                                    m.d.comb += [
-                                        is_ext.eq(1), ops["first"].eq(first),
-                                        ops["rows"].eq(rows), ops["stride"].eq(stride),
-                                        ops["amount"].eq(amount),
-                                    ]
+                                    m.d.comb += [is_ext.eq(1), guard.eq(1),
+                                                 wsel.eq(per_rows.index(1))]
+                                    operands(first, rows, stride, amount)
             with m.Default():
                 m.d.comb += [is_flags.eq(1), last.eq(1), flags_err.eq(_err("unknown_opcode"))]
 
-        # (rows - 1) * stride, least significant multiplier bit first; rows of 1 take no
-        # step. rows == 0 is a zero_length error, found before any range check. Products
-        # fit 32 bits: local strides have 16 bits, and the 20-bit memory stride goes with
-        # a row count of 12 bits.
+        for name, srcs in sources.items():
+            terms = [Mux(en, v, 0) for v, en in srcs.values()]
+            acc = terms[0]
+            for t in terms[1:]:
+                acc = acc | t
+            m.d.comb += ops[name].eq(acc)
+
+        # first + (rows - 1) * stride, least significant multiplier bit first, summed onto
+        # first; rows of 1 take no step. rows == 0 is a zero_length error, found before any
+        # range check. The sum has pw bits and a sticky ``over`` bit for any sum beyond
+        # them: every limit is below 2**pw (a window of axi_addr_width bits, a memory of
+        # at most 2**(address width) rows), so an operand that far is out of range. Sums
+        # never exceed 33 bits (a 32-bit offset plus a 12-bit row count times a 20-bit
+        # stride, or 16-bit local fields), so 33 bits need no ``over``.
         assert all(isa.OPCODES[name].field("rows").width + isa.OPCODES[name]
                    .field("dram_stride").width <= 32 for name in ("load", "store"))
-        pw = 32
+        pw = min(33, max(c.axi_addr_width, c.spad_addr_width + 1, c.acc_addr_width + 1))
         mplier = Signal(widths["rows"])
         mcand = Signal(pw)
+        mcand_over = Signal()        # mcand has lost set bits off its top
         prod = Signal(pw)
+        over = Signal()
+        total = Signal(pw + 1)
+        m.d.comb += total.eq(prod + mcand)
         # Room left after the operand's last row start (negative: none), as in the
         # reference: depth - first - (rows - 1) * stride.
-        end = Signal(pw + 1)
+        end = prod
         r = Signal(signed(pw + 3))
         r2 = Signal(signed(pw + 3))
         m.d.comb += [
-            end.eq(ops["first"] + prod),
-            r.eq(Mux(space == isa.SPACES["acc"], c.acc_rows, c.spad_rows) - end),
+            r.eq(Mux(is_ext, window_size,
+                     Mux(space == isa.SPACES["acc"], c.acc_rows, c.spad_rows)) - end),
             r2.eq(Mux(half, r >> 1, r)),
         ]
         # amount <= r2 * w, as ceil(amount / w) <= r2 where w is a power of 2: the
         # quotient has the amount's width, so only r2's low bits meet a comparator.
+        # amount <= r2 * w, as ceil(amount / w) <= r2. For w a power of 2 that is amount <=
+        # r2 << log2(w), true at once if r2 has bits set at or above the amount's width less
+        # the shift; one comparator serves every such w.
         fits_ok = Signal()
         aw_ = widths["amount"]
-        positive = ~r2[-1] & (r2 != 0)
+        positive = ~over & ~r2[-1] & (r2 != 0)
+        limit = Signal(aw_)
+        beyond = Signal()
         with m.Switch(wsel):
             for i, w in enumerate(per_rows):
                 with m.Case(i):
                     if w & (w - 1) == 0:
-                        need = (ops["amount"] + (w - 1)) >> (w.bit_length() - 1)
-                        m.d.comb += fits_ok.eq(positive & ((r2[aw_:] != 0)
-                                                           | (r2[:aw_] >= need)))
+                        sh = w.bit_length() - 1
+                        m.d.comb += [limit.eq(r2[:aw_ - sh] << sh),
+                                     beyond.eq(r2[aw_ - sh:] != 0),
+                                     fits_ok.eq(positive & (beyond | (ops["amount"] <= limit)))]
                     else:
                         m.d.comb += fits_ok.eq(positive & (ops["amount"] <= r2 * w))
         bad = Signal()
         err = Signal(8)
         m.d.comb += [
-            bad.eq(Mux(is_ext, end + ops["amount"] > window_size, guard & ~fits_ok)),
+            bad.eq(guard & ~fits_ok),
             err.eq(Mux(is_ext, _err("dma_window"),
                        Mux(space == isa.SPACES["acc"], _err("acc_range"), _err("spad_range")))),
         ]
@@ -449,12 +486,15 @@ class CommandProcessor(wiring.Component):
                 with m.Else():
                     m.d.sync += k.eq(k + 1)
             with m.Elif(~loaded):
-                m.d.sync += [loaded.eq(1), prod.eq(0), mcand.eq(ops["stride"]),
+                m.d.sync += [loaded.eq(1),
+                             prod.eq(ops["first"]), over.eq(ops["first"][pw:] != 0),
+                             mcand.eq(ops["stride"]), mcand_over.eq(ops["stride"][pw:] != 0),
                              mplier.eq(Mux(ops["rows"] == 0, 0, ops["rows"] - 1))]
             with m.Elif(mplier != 0):
                 with m.If(mplier[0]):
-                    m.d.sync += prod.eq(prod + mcand)
-                m.d.sync += [mcand.eq(mcand << 1), mplier.eq(mplier >> 1)]
+                    m.d.sync += [prod.eq(total), over.eq(over | total[pw] | mcand_over)]
+                m.d.sync += [mcand.eq(mcand << 1), mplier.eq(mplier >> 1),
+                             mcand_over.eq(mcand_over | mcand[pw - 1])]
             with m.Elif(bad):
                 finish(err)
             with m.Elif(last):
@@ -492,8 +532,8 @@ class CommandProcessor(wiring.Component):
         # check; otherwise it holds commands, checked in place at its head.
         beatwise = W < CB
         beats = CB // W if beatwise else 1
-        m.submodules.fbuf = fbuf = fifo.SyncFIFOBuffered(width=W if beatwise else CB,
-                                                         depth=depth * beats)
+        m.submodules.fbuf = fbuf = _BufferedFIFO(width=W if beatwise else CB,
+                                                 depth=depth * beats)
         next_addr = Signal(c.axi_addr_width)
         to_request = Signal(self.count_width)   # commands not yet requested
         outstanding = Signal(range(depth + 1))  # commands of the job not yet assembled
@@ -663,8 +703,8 @@ class CommandProcessor(wiring.Component):
             out = getattr(self, q)
             head = out.payload
             pop_prev_tok, pop_next_tok, push_prev_tok, push_next_tok = edges[q]
-            m.submodules[f"{q}_inflight"] = inflight = fifo.SyncFIFO(width=2,
-                                                                      depth=self.max_inflight)
+            m.submodules[f"{q}_inflight"] = inflight = _ShiftQueue(width=2,
+                                                                   depth=self.max_inflight)
             need_prev = head.header.pop_prev if pop_prev_tok else Const(0)
             need_next = head.header.pop_next if pop_next_tok else Const(0)
             tokens_ok = Signal(name=f"{q}_tokens_ok")
@@ -766,6 +806,93 @@ class CommandProcessor(wiring.Component):
             m.d.sync += committed.eq(0)
 
         m.d.comb += [self.error.eq(error), self.error_index.eq(index)]
+        return m
+
+
+class _BufferedFIFO(wiring.Component):
+    """A first-in first-out buffer in block RAM with the ports and timing of
+    :class:`amaranth.lib.fifo.SyncFIFOBuffered` (``depth`` entries, the head in the
+    memory's read register; an entry written to an empty buffer is readable two
+    cycles later), whose memory a synthesiser maps without read-during-write logic:
+    the entry read is never the one being written (the memory is read only when it
+    holds an entry, and written only when it is not full), so the memory carries
+    Yosys's ``no_rw_check``, which spares the bypass registers and multiplexers
+    (about 70 flip-flops and 40 LUTs for 32 bits on iCE40) that the memory would get
+    otherwise."""
+
+    def __init__(self, *, width: int, depth: int):
+        assert depth >= 2
+        self._width, self._depth = width, depth
+        super().__init__({
+            "w_data": In(width), "w_en": In(1), "w_rdy": Out(1),
+            "r_data": Out(width), "r_en": In(1), "r_rdy": Out(1),
+            "level": Out(range(depth + 1)),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        inner = self._depth - 1                 # entries in the memory; one more is read out
+        rows = 1 << (inner - 1).bit_length()    # a power of 2, so the pointers wrap freely
+        m.submodules.storage = storage = Memory(shape=self._width, depth=rows, init=[],
+                                                attrs={"no_rw_check": 1})
+        w_port = storage.write_port()
+        r_port = storage.read_port(domain="sync")
+        produce = Signal(range(rows))
+        consume = Signal(range(rows))
+        stored = Signal(range(inner + 1))
+        write = Signal()
+        fetch = Signal()
+        m.d.comb += [
+            self.w_rdy.eq(stored != inner),
+            write.eq(self.w_en & self.w_rdy),
+            fetch.eq((stored != 0) & (~self.r_rdy | self.r_en)),
+            w_port.addr.eq(produce), w_port.data.eq(self.w_data), w_port.en.eq(write),
+            r_port.addr.eq(consume), r_port.en.eq(fetch), self.r_data.eq(r_port.data),
+            self.level.eq(stored + self.r_rdy),
+        ]
+        with m.If(write):
+            m.d.sync += produce.eq(produce + 1)
+        with m.If(fetch):
+            m.d.sync += [consume.eq(consume + 1), self.r_rdy.eq(1)]
+        with m.Elif(self.r_en):
+            m.d.sync += self.r_rdy.eq(0)
+        m.d.sync += stored.eq(stored + write - fetch)
+        return m
+
+
+class _ShiftQueue(wiring.Component):
+    """A small first-in first-out queue in flip-flops with the ports and timing of
+    :class:`amaranth.lib.fifo.SyncFIFO` (an entry written is readable the next cycle;
+    no write when full): the head is always entry 0, and a read moves the others down,
+    so reading needs no multiplexer and no read pointer."""
+
+    def __init__(self, *, width: int, depth: int):
+        self._width, self._depth = width, depth
+        super().__init__({
+            "w_data": In(width), "w_en": In(1), "w_rdy": Out(1),
+            "r_data": Out(width), "r_en": In(1), "r_rdy": Out(1),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        n = self._depth
+        entries = [Signal(self._width, name=f"entry{i}") for i in range(n)]
+        # full[i]: entry i holds a command (entries 0 to level - 1 do).
+        full = [Signal(name=f"full{i}") for i in range(n)]
+        read, write = Signal(), Signal()
+        m.d.comb += [
+            self.r_rdy.eq(full[0]), self.w_rdy.eq(~full[n - 1]), self.r_data.eq(entries[0]),
+            read.eq(self.r_en & full[0]), write.eq(self.w_en & ~full[n - 1]),
+        ]
+        for i in range(n):
+            above = full[i + 1] if i + 1 < n else Const(0)
+            below = full[i - 1] if i else Const(1)
+            nxt = entries[i + 1] if i + 1 < n else entries[i]
+            with m.If(read):
+                m.d.sync += [entries[i].eq(Mux(write & full[i] & ~above, self.w_data, nxt)),
+                             full[i].eq(above | (write & full[i]))]
+            with m.Elif(write & below & ~full[i]):
+                m.d.sync += [entries[i].eq(self.w_data), full[i].eq(1)]
         return m
 
 

@@ -329,6 +329,13 @@ async def run_cmdproc(dut):
         ("bad_dependency", cs.encode("load", rows=1, row_bytes=1, pop_prev=1)),
         ("bad_dependency", cs.encode("store", rows=1, row_bytes=1, push_next=1)),
         ("bad_constant", cs.encode("set_const", index=cs.constants["count"])),
+        # Offsets, sums and products past the address width (where the checker's sum
+        # saturates) are outside any window.
+        ("dma_window", cs.encode("store", rows=1, row_bytes=1,
+                                 dram=1 << min(c["axi_addr_width"], 31))),
+        ("dma_window", cs.encode("store", rows=2, row_bytes=1, dram_stride=1,
+                                 dram=(1 << min(c["axi_addr_width"], 32)) - 1)),
+        ("dma_window", cs.encode("store", rows=257, row_bytes=1, dram_stride=1 << 16)),
     ]
     # Operands that end exactly at a memory's last row pass; one element more does not.
     acc_row = tb.man["derived"]["acc_row_bytes"]
