@@ -579,7 +579,7 @@ class DMAReader(_Engine):
     def elaborate(self, platform) -> Module:
         m = Module()
         p = self._p
-        B, W = p.B, p.data_width
+        B, lb, W = p.B, p.lb, p.data_width
         bus = self.bus
 
         m.submodules.gen = gen = _Generator(p, write=False)
@@ -654,11 +654,13 @@ class DMAReader(_Engine):
         # no zeroing either: their job has failed, and failed_now zeroes what leaves.
         row_last = last & rec.row_end
         at_tail = flushing | (row_last & ~rec.extra)
-        joined = (Cat(prev, bus.rdata) >> (rec.shift * 8))[:W]
+        # Lane l takes byte l + shift of prev:rdata, byte l + B of it (rdata's lane l) for
+        # shift 0: one B-way byte multiplexer per lane, selected by shift - 1 mod B.
+        joined = (Cat(prev, bus.rdata)[8:] >> ((rec.shift - 1)[:lb] * 8))[:W]
         value = Signal(W)
         for lane in range(B):
             keep = ~failed_now & (~at_tail | (rec.tail > lane))
-            picked = Mux(rec.shift == 0, bus.rdata, joined).word_select(lane, 8)
+            picked = joined.word_select(lane, 8)
             m.d.comb += value.word_select(lane, 8).eq(Mux(keep, picked, 0))
 
         def finish_job():
@@ -872,8 +874,9 @@ class DMAWriter(_Engine):
             m.d.comb += strb[lane].eq(keep & ~masked)
         # A beat that needs no input takes lanes >= shift from the input anyway: their
         # strobes are off (the row ended in the lanes prev fills).
-        joined = (Cat(prev, i.payload) << (rec.shift * 8))[W:2 * W]
-        value = Mux(rec.shift == 0, i.payload, joined)
+        # Lane l takes byte l + B - shift of prev:data (the input's lane l for shift 0):
+        # one B-way byte multiplexer per lane, selected by B - 1 - shift.
+        value = (Cat(prev, i.payload)[8:] >> ((~rec.shift)[:lb] * 8))[:W]
 
         step = Signal()
         with m.If(aborting):
