@@ -296,15 +296,13 @@ class _Generator(wiring.Component):
         aw = p.addr_width
 
         # The job: what stays fixed (stride, row_bytes, tag) and where planning stands
-        # (the row's start, the next burst's start, bytes and rows left).
+        # (the row's start, the burst's index in the row, rows left).
         stride = Signal(aw)
         row_bytes = Signal(p.bytes_width)
         tag = Signal(p.tag_width)
         seq = Signal(p.seq_width)
         refused = Signal()
         row_addr = Signal(aw)
-        cur = Signal(aw)
-        left = Signal(p.bytes_width)
         rows_left = Signal(p.rows_width)
         shift = Signal(max(lb, 1))
         tail = Signal(lb + 1)
@@ -316,20 +314,24 @@ class _Generator(wiring.Component):
         mcand = Signal(aw + p.rows_width)
         mplier = Signal(p.rows_width)
 
-        # Plan of the burst starting at `cur`.
+        # Plan of burst `index` of the row, counted from the span (the aligned block of
+        # `span` bytes) that holds the row's first byte: burst i covers span i from
+        # offset `first` (the row's start in burst 0, else 0) to offset `final`
+        # inclusive (the row's last byte in its last burst, else span - 1). `last`
+        # (the row's last byte, from the start of span 0) tells where the row ends, so
+        # no byte count or address is stepped per burst: the burst's address is the
+        # row's span plus the index, and its length follows from the two offsets.
         k = _log2(p.span)
-        room = Signal(range(p.span + 1))
-        n = Signal(range(p.span + 1))
-        lo = Signal(max(lb, 1))
-        end = Signal(range(p.span + B + 1))
+        last = Signal(max(p.bytes_width, k) + 1)
+        index = Signal(max(1, (((1 << k) - 1 + (1 << p.bytes_width) - 2) >> k).bit_length()))
+        first = Signal(k)
+        final = Signal(k)
         row_end = Signal()
         m.d.comb += [
-            room.eq(p.span - cur[:k]),
-            # room is at most span: only the low bits of left need comparing.
-            row_end.eq((left >> (k + 1) == 0) & (left[:k + 1] <= room)),
-            n.eq(Mux(row_end, left, room)),
-            lo.eq(cur[:lb] if lb else 0),
-            end.eq(lo + n),
+            last.eq(row_addr[:k] + row_bytes - 1),
+            row_end.eq(index == (last >> k)),
+            first.eq(Mux(index == 0, row_addr[:k], 0)),
+            final.eq(last[:k] | (~row_end).replicate(k)),
         ]
         if lb:
             # tail is 1..B, shift 0..B-1: the row occupies one more memory beat than
@@ -344,10 +346,10 @@ class _Generator(wiring.Component):
         if p.check_window:
             m.d.comb += rec.refused.eq(~is_empty & refused)
         m.d.comb += [
-            rec.addr.eq(cur),
-            rec.beats.eq((end + B - 1) >> lb),
-            rec.lo.eq(lo),
-            rec.hi.eq(((end - 1)[:lb] if lb else 0) + 1),
+            rec.addr.eq(Cat(first, (row_addr[k:] + index)[:aw - k]) if aw > k else first),
+            rec.beats.eq(((final[lb:] - first[lb:]) if k > lb else 0) + 1),
+            rec.lo.eq(first[:lb] if lb else 0),
+            rec.hi.eq((final[:lb] if lb else 0) + 1),
             rec.shift.eq(shift),
             rec.tail.eq(tail),
             rec.extra.eq(extra & row_end),
@@ -366,8 +368,8 @@ class _Generator(wiring.Component):
                     desc = self.desc.payload
                     m.d.sync += [stride.eq(desc.stride), row_bytes.eq(desc.row_bytes),
                                  tag.eq(desc.tag), seq.eq(seq + 1),
-                                 row_addr.eq(desc.addr), cur.eq(desc.addr),
-                                 left.eq(desc.row_bytes), rows_left.eq(desc.rows)]
+                                 row_addr.eq(desc.addr), index.eq(0),
+                                 rows_left.eq(desc.rows)]
                     if p.check_window:
                         m.d.sync += [prod.eq(0), mcand.eq(desc.stride),
                                      mplier.eq(Mux(desc.rows == 0, 0, desc.rows - 1))]
@@ -408,13 +410,12 @@ class _Generator(wiring.Component):
                     m.next = "IDLE"
                 with m.Elif(self.burst.ready):
                     with m.If(row_end):
-                        next_row = row_addr + stride
-                        m.d.sync += [rows_left.eq(rows_left - 1), row_addr.eq(next_row),
-                                     cur.eq(next_row), left.eq(row_bytes)]
+                        m.d.sync += [rows_left.eq(rows_left - 1),
+                                     row_addr.eq(row_addr + stride), index.eq(0)]
                         with m.If(rows_left == 1):
                             m.next = "IDLE"
                     with m.Else():
-                        m.d.sync += [cur.eq(cur + n), left.eq(left - n)]
+                        m.d.sync += index.eq(index + 1)
         return m
 
 
@@ -578,7 +579,7 @@ class DMAReader(_Engine):
     def elaborate(self, platform) -> Module:
         m = Module()
         p = self._p
-        B, W = p.B, p.data_width
+        B, lb, W = p.B, p.lb, p.data_width
         bus = self.bus
 
         m.submodules.gen = gen = _Generator(p, write=False)
@@ -653,11 +654,13 @@ class DMAReader(_Engine):
         # no zeroing either: their job has failed, and failed_now zeroes what leaves.
         row_last = last & rec.row_end
         at_tail = flushing | (row_last & ~rec.extra)
-        joined = (Cat(prev, bus.rdata) >> (rec.shift * 8))[:W]
+        # Lane l takes byte l + shift of prev:rdata, byte l + B of it (rdata's lane l) for
+        # shift 0: one B-way byte multiplexer per lane, selected by shift - 1 mod B.
+        joined = (Cat(prev, bus.rdata)[8:] >> ((rec.shift - 1)[:lb] * 8))[:W]
         value = Signal(W)
         for lane in range(B):
             keep = ~failed_now & (~at_tail | (rec.tail > lane))
-            picked = Mux(rec.shift == 0, bus.rdata, joined).word_select(lane, 8)
+            picked = joined.word_select(lane, 8)
             m.d.comb += value.word_select(lane, 8).eq(Mux(keep, picked, 0))
 
         def finish_job():
@@ -871,8 +874,9 @@ class DMAWriter(_Engine):
             m.d.comb += strb[lane].eq(keep & ~masked)
         # A beat that needs no input takes lanes >= shift from the input anyway: their
         # strobes are off (the row ended in the lanes prev fills).
-        joined = (Cat(prev, i.payload) << (rec.shift * 8))[W:2 * W]
-        value = Mux(rec.shift == 0, i.payload, joined)
+        # Lane l takes byte l + B - shift of prev:data (the input's lane l for shift 0):
+        # one B-way byte multiplexer per lane, selected by B - 1 - shift.
+        value = (Cat(prev, i.payload)[8:] >> ((~rec.shift)[:lb] * 8))[:W]
 
         step = Signal()
         with m.If(aborting):
