@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Signal, signed, unsigned
 from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .config import Config
@@ -105,18 +106,48 @@ class GemmCommand(data.StructLayout):
 
 
 class _Tag(data.StructLayout):
-    """What an activation row carries through the array to the output stage."""
+    """What the output stages need to know of an A row's result."""
 
-    def __init__(self, spad_aw: int, acc_aw: int):
+    def __init__(self, acc_aw: int):
         super().__init__({
-            "c_row": acc_aw, "d_row": spad_aw,
+            "c_row": acc_aw,
             "first": 1,     # first K tile: add the bias
             "from_acc": 1,  # start from the accumulator row (K tile > 0, or accumulate)
-            "final": 1,     # last K tile: the result leaves (requantized or INT32)
-            "requant": 1,   # the command requantizes its results (with ``final``)
+            "to_d": 1,      # last K tile of a requantizing command: requantize into ``d``
             "pop": 1,       # last row of an N tile: its constants are used up
             "end": 1,       # last row of the command
         })
+
+
+class _DTag(data.StructLayout):
+    """What a requantized result row needs to be written."""
+
+    def __init__(self, spad_aw: int):
+        super().__init__({"d_row": spad_aw, "end": 1})
+
+
+def _tag_queue(m: Module, name: str, shape, depth: int, push, w_data, pop):
+    """A FIFO of ``depth`` entries in a memory with a synchronous read port (block RAM):
+    ``w_data`` is written when ``push``; the returned signal is the oldest entry,
+    valid from the second cycle after it was pushed, until the cycle ``pop`` is high.
+    The caller guarantees that it never holds more than ``depth`` entries and pops
+    only entries that are there (nothing here counts them)."""
+    assert depth & (depth - 1) == 0
+    mem = Memory(shape=shape, depth=depth, init=[])
+    m.submodules[name] = mem
+    wr = mem.write_port()
+    rd = mem.read_port()
+    w_ptr = Signal(range(depth), name=f"{name}_w_ptr")
+    r_ptr = Signal(range(depth), name=f"{name}_r_ptr")
+    r_next = Signal(range(depth), name=f"{name}_r_next")
+    m.d.comb += [
+        wr.en.eq(push), wr.addr.eq(w_ptr), wr.data.eq(w_data),
+        # The read port reloads the head every cycle, so an entry written in the
+        # cycle it became the head is there one cycle later.
+        r_next.eq(r_ptr + pop), rd.addr.eq(r_next),
+    ]
+    m.d.sync += [w_ptr.eq(w_ptr + push), r_ptr.eq(r_next)]
+    return rd.data
 
 
 class _Consts(data.StructLayout):
@@ -216,12 +247,10 @@ class GemmEngine(wiring.Component):
         self._array = SystolicArray(config.array_rows, config.array_cols,
                                     operand_width=config.operand_width,
                                     acc_width=config.acc_width,
-                                    tag_width=_Tag(self._spad_aw, self._acc_aw).size,
                                     dsp_packing=config.dsp_packing)
         self._requant = Requantizer(config.array_cols, acc_width=config.acc_width,
                                     mult_width=config.requant_mult_width,
-                                    out_width=config.operand_width,
-                                    tag_width=self._spad_aw + 1)
+                                    out_width=config.operand_width)
 
     @property
     def config(self) -> Config:
@@ -275,7 +304,8 @@ class GemmEngine(wiring.Component):
         c = self._config
         R, C, ow, aw = c.array_rows, c.array_cols, c.operand_width, c.acc_width
         mw, lb = c.requant_mult_width, self._lane_bits
-        tag_layout = _Tag(self._spad_aw, self._acc_aw)
+        tag_layout = _Tag(self._acc_aw)
+        dtag_layout = _DTag(self._spad_aw)
         m.submodules.array = array = self._array
 
         # Two commands may be in the engine: one whose rows are still draining through
@@ -319,14 +349,15 @@ class GemmEngine(wiring.Component):
         a_pend_beat = Signal(array.a.payload.shape())
         a_beat = Signal(array.a.payload.shape())
         a_tag = Signal(tag_layout)
+        a_dtag = Signal(dtag_layout)
         last_m = a_m == cmd.m - 1
         last_kt = _at_most(a_krem, R)
         last_nt = _at_most(a_nrem, C)
         m.d.comb += [
-            a_tag.c_row.eq(c_ptr), a_tag.d_row.eq(d_ptr), a_tag.first.eq(a_first),
-            a_tag.from_acc.eq(~a_first | cmd.accumulate), a_tag.final.eq(last_kt),
-            a_tag.requant.eq(cmd.requant),
+            a_tag.c_row.eq(c_ptr), a_tag.first.eq(a_first),
+            a_tag.from_acc.eq(~a_first | cmd.accumulate), a_tag.to_d.eq(last_kt & cmd.requant),
             a_tag.pop.eq(last_kt & last_m), a_tag.end.eq(last_kt & last_m & last_nt),
+            a_dtag.d_row.eq(d_ptr), a_dtag.end.eq(a_tag.end),
         ]
 
         # ---- Hazards on an older command that is still draining. The rows a command
@@ -378,7 +409,6 @@ class GemmEngine(wiring.Component):
         m.d.sync += a_pend.eq(0)
         with m.If(self.a_rd.en & self.a_rd.grant):
             m.d.sync += [a_pend.eq(1), a_pend_beat.last.eq(last_m),
-                         a_pend_beat.tag.eq(a_tag),
                          a_m.eq(a_m + 1), a_ptr.eq(a_ptr + cmd.a_stride),
                          c_ptr.eq(c_ptr + cmd.c_stride), d_ptr.eq(d_ptr + cmd.d_stride)]
             with m.If(last_m):
@@ -515,9 +545,23 @@ class GemmEngine(wiring.Component):
 
         # ---- Output: S0 reads the accumulator row, S1 adds it, S2 adds the bias and
         # writes the row or hands it to the requantizer.
+        # Tags do not travel through the array: the results leave it in the order of
+        # the A rows, so each row's tag waits in a queue (block RAM) from the cycle its
+        # read is granted to the cycle its result leaves the array, and the scratchpad
+        # row of a requantized result in another until the row is written. At most
+        # 1 + 4 rows are between the read and the array (a_pend, a_fifo), the array
+        # holds ``latency``, S1 and S2 one each, the requantizer ``latency``.
         o = array.o.payload
+        a_read = self.a_rd.en & self.a_rd.grant
+        inflight_rows = 7 + array.latency + self._requant.latency
+        q_depth = 1 << inflight_rows.bit_length()
         o_tag = Signal(tag_layout)
-        m.d.comb += o_tag.eq(o.tag)
+        m.d.comb += o_tag.eq(_tag_queue(m, "tag_q", tag_layout, q_depth, a_read, a_tag,
+                                        array.o.valid & array.o.ready))
+        d_tag = Signal(dtag_layout)
+        d_written = self.d_wr.en & self.d_wr.grant
+        m.d.comb += d_tag.eq(_tag_queue(m, "dtag_q", dtag_layout, q_depth,
+                                        a_read & a_tag.to_d, a_dtag, d_written))
         s1_valid, s1_read = Signal(), Signal()
         s1_sum = Signal(data.ArrayLayout(signed(aw), C))
         s1_tag = Signal(tag_layout)
@@ -528,7 +572,7 @@ class GemmEngine(wiring.Component):
         s2_free = ~s2_valid | s2_done
 
         def writes_acc(tag):
-            return ~(tag.final & tag.requant)
+            return ~tag.to_d
 
         # A row whose accumulator row is still on its way to memory (M smaller than
         # the output pipeline) takes the value from S2 instead of reading it: from
@@ -604,19 +648,15 @@ class GemmEngine(wiring.Component):
                 rq.i.payload.shift[j].eq(head.shift[j]),
             ]
 
-        # Scratchpad row addresses travel through the requantizer with their beats.
         m.d.comb += [
-            rq.i.payload.tag.eq(Cat(s2_tag.d_row, s2_tag.end)),
             self.d_wr.en.eq(rq.o.valid),
-            self.d_wr.addr.eq(rq.o.payload.tag[:self._spad_aw]),
+            self.d_wr.addr.eq(d_tag.d_row),
             rq.o.ready.eq(self.d_wr.grant),
         ]
         for j in range(C):
-            m.d.comb += self.d_wr.data.word_select(j, ow).eq(rq.o.payload.data[j])
+            m.d.comb += self.d_wr.data.word_select(j, ow).eq(rq.o.payload[j])
 
-        m.d.comb += done.eq(
-            (to_acc & self.c_wr.grant & s2_tag.end) |
-            (rq.o.valid & self.d_wr.grant & rq.o.payload.tag[self._spad_aw]))
+        m.d.comb += done.eq((to_acc & self.c_wr.grant & s2_tag.end) | (d_written & d_tag.end))
 
         # ---- Performance counters of the last command.
         a_in = array.a.valid & array.a.ready
