@@ -39,7 +39,7 @@ from .memories import BankedMemory, ReadPortSignature, WritePortSignature
 from .requant import Requantizer
 from .systolic import SystolicArray
 
-__all__ = ["GemmCommand", "GemmEngine", "GemmUnit", "DIM_WIDTH", "STRIDE_WIDTH"]
+__all__ = ["GemmCommand", "GemmEngine", "GemmUnit", "DIM_WIDTH", "STRIDE_WIDTH", "dim_widths"]
 
 #: Width of the M, K and N fields of a command.
 DIM_WIDTH = 16
@@ -81,7 +81,8 @@ class GemmCommand(data.StructLayout):
     ------
     a, b, d : scratchpad row addresses; a_stride, b_stride, d_stride : rows
     c, bias, scale : accumulator row addresses; c_stride : rows
-    m, k, n : dimensions, 1 or more
+    m, k, n : dimensions, 1 or more; the engine uses only the low bits of ``k`` and
+        ``n`` that :func:`dim_widths` gives (every K and N that fits the memories)
     accumulate : start from the accumulator rows at ``c`` instead of 0
     use_bias : add the bias row once (with ``accumulate``: on top of the old value)
     requant : requantize the result into the scratchpad at ``d`` instead of writing
@@ -117,6 +118,33 @@ class _Tag(data.StructLayout):
             "pop": 1,       # last row of an N tile: its constants are used up
             "end": 1,       # last row of the command
         })
+
+
+class _Latched(data.StructLayout):
+    """The fields of a command that the engine keeps while it issues its reads, cut
+    to what they can matter: strides modulo the memory's address width (the pointers
+    are that wide), K and N to the widths :func:`dim_widths` gives."""
+
+    def __init__(self, config: Config):
+        spad, acc = config.spad_addr_width, config.acc_addr_width
+        kw, _ = dim_widths(config)
+        super().__init__({
+            "a": spad, "a_stride": spad, "b_stride": spad, "c": acc, "c_stride": acc,
+            "d": spad, "d_stride": spad, "m": DIM_WIDTH, "k": kw,
+            "accumulate": 1, "use_bias": 1, "requant": 1, "per_channel": 1,
+            "mult": config.requant_mult_width, "shift": SHIFT_WIDTH,
+        })
+
+
+def dim_widths(config: Config) -> tuple[int, int]:
+    """Bits of K and N that the engine uses (at most :data:`DIM_WIDTH`): enough for
+    every K whose ``ceil(K / array_rows)`` rows of A and every N whose
+    ``ceil(N / array_cols)`` rows of B and C fit the memories, the bounds that the
+    command processor checks (:meth:`~intformer.hw.cmdproc.CommandProcessor.stored_width`).
+    A larger K or N must not be given to the engine."""
+    c = config
+    return (min(DIM_WIDTH, (c.array_rows * c.spad_rows).bit_length()),
+            min(DIM_WIDTH, (c.array_cols * min(c.spad_rows, c.acc_rows)).bit_length()))
 
 
 class _DTag(data.StructLayout):
@@ -313,7 +341,8 @@ class GemmEngine(wiring.Component):
         # front end (A, B and constant reads) of the first has issued everything. The
         # front end works from ``cmd``; everything behind the array works from the
         # rows' tags and the constant FIFO, so the two never mix.
-        cmd = Signal(GemmCommand(c))
+        cmd = Signal(_Latched(c))
+        kw, nw = dim_widths(c)
         front = Signal()                   # ``cmd`` still has reads to issue
         inflight = Signal(range(3))        # accepted, not yet done
         done = Signal()
@@ -326,7 +355,9 @@ class GemmEngine(wiring.Component):
             start.eq(self.cmd.valid & self.cmd.ready),
         ]
         with m.If(start):
-            m.d.sync += [cmd.eq(self.cmd.payload), front.eq(1)]
+            m.d.sync += front.eq(1)
+            for name, _ in _Latched(c):
+                m.d.sync += getattr(cmd, name).eq(getattr(self.cmd.payload, name))
         with m.Elif(front_done):
             m.d.sync += front.eq(0)
         m.d.sync += inflight.eq(inflight + start - done)
@@ -337,9 +368,9 @@ class GemmEngine(wiring.Component):
         a_run = Signal()
         a_ptr = Signal(self._spad_aw)      # a + m * a_stride + kt
         a_kt = Signal(self._spad_aw)       # a + kt
-        a_krem = Signal(DIM_WIDTH)         # K - kt * R
-        a_nrem = Signal(DIM_WIDTH)         # N - nt * C
-        a_m = Signal(DIM_WIDTH)
+        a_krem = Signal(kw)                # K - kt * R
+        a_nrem = Signal(nw)                # N - nt * C
+        a_mrem = Signal(DIM_WIDTH)         # M - m
         a_first = Signal()
         c_ptr = Signal(self._acc_aw)
         c_nt = Signal(self._acc_aw)
@@ -350,7 +381,7 @@ class GemmEngine(wiring.Component):
         a_beat = Signal(array.a.payload.shape())
         a_tag = Signal(tag_layout)
         a_dtag = Signal(dtag_layout)
-        last_m = a_m == cmd.m - 1
+        last_m = a_mrem == 1
         last_kt = _at_most(a_krem, R)
         last_nt = _at_most(a_nrem, C)
         m.d.comb += [
@@ -403,16 +434,16 @@ class GemmEngine(wiring.Component):
         with m.If(start):
             m.d.sync += [a_run.eq(1), a_ptr.eq(self.cmd.payload.a), a_kt.eq(self.cmd.payload.a),
                          a_krem.eq(self.cmd.payload.k), a_nrem.eq(self.cmd.payload.n),
-                         a_m.eq(0), a_first.eq(1),
+                         a_mrem.eq(self.cmd.payload.m), a_first.eq(1),
                          c_ptr.eq(self.cmd.payload.c), c_nt.eq(self.cmd.payload.c),
                          d_ptr.eq(self.cmd.payload.d), d_nt.eq(self.cmd.payload.d)]
         m.d.sync += a_pend.eq(0)
         with m.If(self.a_rd.en & self.a_rd.grant):
             m.d.sync += [a_pend.eq(1), a_pend_beat.last.eq(last_m),
-                         a_m.eq(a_m + 1), a_ptr.eq(a_ptr + cmd.a_stride),
+                         a_mrem.eq(a_mrem - 1), a_ptr.eq(a_ptr + cmd.a_stride),
                          c_ptr.eq(c_ptr + cmd.c_stride), d_ptr.eq(d_ptr + cmd.d_stride)]
             with m.If(last_m):
-                m.d.sync += [a_m.eq(0), c_ptr.eq(c_nt), d_ptr.eq(d_nt)]
+                m.d.sync += [a_mrem.eq(cmd.m), c_ptr.eq(c_nt), d_ptr.eq(d_nt)]
                 with m.If(last_kt):
                     m.d.sync += [a_first.eq(1), a_krem.eq(cmd.k), a_kt.eq(cmd.a),
                                  a_ptr.eq(cmd.a), a_nrem.eq(a_nrem - C),
@@ -438,8 +469,8 @@ class GemmEngine(wiring.Component):
         b_run = Signal()
         b_ptr = Signal(self._spad_aw)
         b_nt = Signal(self._spad_aw)
-        b_krem = Signal(DIM_WIDTH)   # rows of B left in this N tile
-        b_nrem = Signal(DIM_WIDTH)
+        b_krem = Signal(kw)          # rows of B left in this N tile
+        b_nrem = Signal(nw)
         b_r = Signal(range(R))
         b_pend = Signal()
         b_pend_zero = Signal()
@@ -494,7 +525,7 @@ class GemmEngine(wiring.Component):
             m.d.sync += head_full.eq(0)
         k_bias_ptr = Signal(self._acc_aw)
         k_scale_ptr = Signal(self._acc_aw)
-        k_nrem = Signal(DIM_WIDTH)
+        k_nrem = Signal(nw)
         want_scale = cmd.requant & cmd.per_channel
         # One test of whichever row the port reads, not one per pointer.
         const_hazard = acc_hazard(self.const_rd.addr)
