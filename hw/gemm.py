@@ -46,6 +46,8 @@ DIM_WIDTH = 16
 #: Width of the stride fields of a command.
 STRIDE_WIDTH = 16
 SHIFT_WIDTH = 6
+#: Arrays of at most this many PEs get the small engine (see :class:`GemmEngine`).
+SMALL_ARRAY_PES = 4
 
 
 
@@ -125,12 +127,14 @@ class _Latched(data.StructLayout):
     to what they can matter: strides modulo the memory's address width (the pointers
     are that wide), K and N to the widths :func:`dim_widths` gives."""
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, small: bool):
         spad, acc = config.spad_addr_width, config.acc_addr_width
         kw, _ = dim_widths(config)
+        # ``c`` and ``d`` only bound the next command's hazards (not with ``small``).
         super().__init__({
-            "a": spad, "a_stride": spad, "b_stride": spad, "c": acc, "c_stride": acc,
-            "d": spad, "d_stride": spad, "m": DIM_WIDTH, "k": kw,
+            "a": spad, "a_stride": spad, "b_stride": spad, "c_stride": acc, "d_stride": spad,
+            **({} if small else {"c": acc, "d": spad}),
+            "m": DIM_WIDTH, "k": kw,
             "accumulate": 1, "use_bias": 1, "requant": 1, "per_channel": 1,
             "mult": config.requant_mult_width, "shift": SHIFT_WIDTH,
         })
@@ -218,6 +222,16 @@ class GemmEngine(wiring.Component):
     command is done, so a command may use the previous one's results. ``done``
     pulses for one cycle when a command's last result is written, in order.
 
+    Small engine: for arrays of at most :data:`SMALL_ARRAY_PES` PEs (:attr:`small`,
+    ``facts()["overlap"]`` false), where that logic would cost as much as the array,
+    a command is accepted only once the previous one is done (``fill_latency`` is
+    paid per command); a row that reads an accumulator row which a row ahead of it
+    in the output stages still has to write (``M`` smaller than 3 with K over
+    several tiles) waits for that write, a bubble of up to 3 cycles, instead of
+    taking the value from the stages; and each N tile's constants are read once the
+    previous N tile's last row has left (up to 5 cycles per N tile). Results are
+    the same.
+
     Parameters
     ----------
     config : Config
@@ -285,6 +299,13 @@ class GemmEngine(wiring.Component):
         return self._config
 
     @property
+    def small(self) -> bool:
+        """The small engine (arrays of at most :data:`SMALL_ARRAY_PES` PEs): commands do
+        not overlap, a row waits for its accumulator row instead of taking it from
+        the output stages, and there is one entry of N-tile constants."""
+        return self._config.array_rows * self._config.array_cols <= SMALL_ARRAY_PES
+
+    @property
     def array_latency(self) -> int:
         """Cycles an A row spends in the systolic array."""
         return self._array.latency
@@ -312,6 +333,7 @@ class GemmEngine(wiring.Component):
                       "multipliers": self._array.multipliers},
             "fill_latency": self.fill_latency,
             "requant_latency": self.requant_latency,
+            "overlap": not self.small,
             "command": {name: {"offset": f.offset, "width": f.width}
                         for name, f in GemmCommand(c)},
             "layout": {
@@ -341,7 +363,8 @@ class GemmEngine(wiring.Component):
         # front end (A, B and constant reads) of the first has issued everything. The
         # front end works from ``cmd``; everything behind the array works from the
         # rows' tags and the constant FIFO, so the two never mix.
-        cmd = Signal(_Latched(c))
+        small = self.small
+        cmd = Signal(_Latched(c, small))
         kw, nw = dim_widths(c)
         front = Signal()                   # ``cmd`` still has reads to issue
         inflight = Signal(range(3))        # accepted, not yet done
@@ -349,14 +372,14 @@ class GemmEngine(wiring.Component):
         start = Signal()
         front_done = Signal()
         m.d.comb += [
-            self.cmd.ready.eq(~front & (inflight != 2)),
+            self.cmd.ready.eq(~front & (inflight != (1 if small else 2))),
             self.busy.eq(inflight != 0),
             self.done.eq(done),
             start.eq(self.cmd.valid & self.cmd.ready),
         ]
         with m.If(start):
             m.d.sync += front.eq(1)
-            for name, _ in _Latched(c):
+            for name, _ in _Latched(c, small):
                 m.d.sync += getattr(cmd, name).eq(getattr(self.cmd.payload, name))
         with m.Elif(front_done):
             m.d.sync += front.eq(0)
@@ -399,32 +422,39 @@ class GemmEngine(wiring.Component):
         # ``done``. Its accumulator read-modify-writes need no wait: they follow the
         # older rows through the output stages in order, and a row still in S1 or S2
         # is forwarded.
-        d_hi = Signal(self._spad_aw)
-        c_hi = Signal(self._acc_aw)
-        older = Signal()
-        older_rq = Signal()
-        older_d = [Signal(self._spad_aw, name=f"older_d_{e}") for e in ("lo", "hi")]
-        older_c = [Signal(self._acc_aw, name=f"older_c_{e}") for e in ("lo", "hi")]
-        with m.If(start):
-            m.d.sync += [
-                d_hi.eq(self.cmd.payload.d), c_hi.eq(self.cmd.payload.c),
-                older.eq((inflight != 0) & ~done), older_rq.eq(cmd.requant),
-                older_d[0].eq(cmd.d), older_d[1].eq(d_hi),
-                older_c[0].eq(cmd.c), older_c[1].eq(c_hi),
-            ]
-        with m.Elif(done):
-            m.d.sync += older.eq(0)
-        with m.If(self.a_rd.en & self.a_rd.grant):
-            with m.If(d_ptr > d_hi):
-                m.d.sync += d_hi.eq(d_ptr)
-            with m.If(c_ptr > c_hi):
-                m.d.sync += c_hi.eq(c_ptr)
+        if small:
+            def spad_hazard(addr):
+                return 0
 
-        def spad_hazard(addr):
-            return older & older_rq & (addr >= older_d[0]) & (addr <= older_d[1])
+            def acc_hazard(addr):
+                return 0
+        else:
+            d_hi = Signal(self._spad_aw)
+            c_hi = Signal(self._acc_aw)
+            older = Signal()
+            older_rq = Signal()
+            older_d = [Signal(self._spad_aw, name=f"older_d_{e}") for e in ("lo", "hi")]
+            older_c = [Signal(self._acc_aw, name=f"older_c_{e}") for e in ("lo", "hi")]
+            with m.If(start):
+                m.d.sync += [
+                    d_hi.eq(self.cmd.payload.d), c_hi.eq(self.cmd.payload.c),
+                    older.eq((inflight != 0) & ~done), older_rq.eq(cmd.requant),
+                    older_d[0].eq(cmd.d), older_d[1].eq(d_hi),
+                    older_c[0].eq(cmd.c), older_c[1].eq(c_hi),
+                ]
+            with m.Elif(done):
+                m.d.sync += older.eq(0)
+            with m.If(self.a_rd.en & self.a_rd.grant):
+                with m.If(d_ptr > d_hi):
+                    m.d.sync += d_hi.eq(d_ptr)
+                with m.If(c_ptr > c_hi):
+                    m.d.sync += c_hi.eq(c_ptr)
 
-        def acc_hazard(addr):
-            return older & (addr >= older_c[0]) & (addr <= older_c[1])
+            def spad_hazard(addr):
+                return older & older_rq & (addr >= older_d[0]) & (addr <= older_d[1])
+
+            def acc_hazard(addr):
+                return older & (addr >= older_c[0]) & (addr <= older_c[1])
 
         m.d.comb += [
             self.a_rd.addr.eq(a_ptr),
@@ -515,14 +545,22 @@ class GemmEngine(wiring.Component):
         # Two entries: ``head`` is the N tile at the output stage, ``tail`` the next
         # one, assembled in place from the constant reads and moved up when the head's
         # last row leaves (a FIFO would need a third copy to assemble in).
+        # With ``small`` there is one entry: the next N tile's constants are read when
+        # the last row of the current one has left.
         consts = _Consts(C, aw, mw)
-        head, tail = Signal(consts), Signal(consts)
-        head_full, tail_full = Signal(), Signal()
         k_pop = Signal()
-        with m.If(tail_full & (~head_full | k_pop)):
-            m.d.sync += [head.eq(tail), head_full.eq(1), tail_full.eq(0)]
-        with m.Elif(k_pop):
-            m.d.sync += head_full.eq(0)
+        if small:
+            head = tail = Signal(consts)
+            head_full = tail_full = Signal()
+            with m.If(k_pop):
+                m.d.sync += head_full.eq(0)
+        else:
+            head, tail = Signal(consts), Signal(consts)
+            head_full, tail_full = Signal(), Signal()
+            with m.If(tail_full & (~head_full | k_pop)):
+                m.d.sync += [head.eq(tail), head_full.eq(1), tail_full.eq(0)]
+            with m.Elif(k_pop):
+                m.d.sync += head_full.eq(0)
         k_bias_ptr = Signal(self._acc_aw)
         k_scale_ptr = Signal(self._acc_aw)
         k_nrem = Signal(nw)
@@ -609,17 +647,24 @@ class GemmEngine(wiring.Component):
         # the output pipeline) takes the value from S2 instead of reading it: from
         # S2 itself in the next cycle if the row will be there, or from a copy of
         # S2's value when S2 writes it this cycle (the read would miss that write).
+        # With ``small`` the row waits instead until S2 writes the row (the memory
+        # holds off a read of a row written in the same cycle).
         match1 = s1_valid & writes_acc(s1_tag) & (s1_tag.c_row == o_tag.c_row)
         match2 = s2_valid & writes_acc(s2_tag) & (s2_tag.c_row == o_tag.c_row)
         fwd_s2 = match1 | (match2 & ~s2_done)
         fwd_reg = ~match1 & match2 & s2_done
-        need_read = o_tag.from_acc & ~fwd_s2 & ~fwd_reg
         s1_moves = s1_valid & s2_free
         s1_free = ~s1_valid | s1_moves
+        if small:
+            need_read = o_tag.from_acc
+            wait = need_read & fwd_s2
+        else:
+            need_read = o_tag.from_acc & ~fwd_s2 & ~fwd_reg
+            wait = 0
         m.d.comb += [
             self.acc_rd.addr.eq(o_tag.c_row),
-            self.acc_rd.en.eq(array.o.valid & need_read & s1_free),
-            array.o.ready.eq(s1_free & (~need_read | self.acc_rd.grant)),
+            self.acc_rd.en.eq(array.o.valid & need_read & s1_free & ~wait),
+            array.o.ready.eq(s1_free & ~wait & (~need_read | self.acc_rd.grant)),
         ]
         s1_fwd_s2 = Signal()
         s1_fwd_reg = Signal()
@@ -633,9 +678,9 @@ class GemmEngine(wiring.Component):
         for j in range(C):
             with m.If(s1_read):
                 m.d.comb += s1_total[j].eq(s1_sum[j] + self.acc_rd.data.word_select(j, lb)[:aw])
-            with m.Elif(add_s2):
+            with m.Elif(add_s2 if not small else 0):
                 m.d.comb += s1_total[j].eq(s1_sum[j] + s2_total[j])
-            with m.Elif(s1_fwd_reg):
+            with m.Elif(s1_fwd_reg if not small else 0):
                 m.d.comb += s1_total[j].eq(s1_sum[j] + s1_fwd[j])
             with m.Else():
                 m.d.comb += s1_total[j].eq(s1_sum[j])
@@ -648,8 +693,10 @@ class GemmEngine(wiring.Component):
             m.d.sync += s1_valid.eq(0)
         with m.If(array.o.valid & array.o.ready):
             m.d.sync += [s1_valid.eq(1), s1_sum.eq(o.data), s1_tag.eq(o_tag),
-                         s1_read.eq(need_read), s1_fwd_s2.eq(o_tag.from_acc & fwd_s2),
-                         s1_fwd_reg.eq(o_tag.from_acc & fwd_reg), s1_fwd.eq(s2_total)]
+                         s1_read.eq(need_read)]
+            if not small:
+                m.d.sync += [s1_fwd_s2.eq(o_tag.from_acc & fwd_s2),
+                             s1_fwd_reg.eq(o_tag.from_acc & fwd_reg), s1_fwd.eq(s2_total)]
         with m.If(s2_done):
             m.d.sync += s2_valid.eq(0)
         with m.If(s1_moves):
