@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Signal, signed, unsigned
 from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .config import Config
@@ -38,13 +39,15 @@ from .memories import BankedMemory, ReadPortSignature, WritePortSignature
 from .requant import Requantizer
 from .systolic import SystolicArray
 
-__all__ = ["GemmCommand", "GemmEngine", "GemmUnit", "DIM_WIDTH", "STRIDE_WIDTH"]
+__all__ = ["GemmCommand", "GemmEngine", "GemmUnit", "DIM_WIDTH", "STRIDE_WIDTH", "dim_widths"]
 
 #: Width of the M, K and N fields of a command.
 DIM_WIDTH = 16
 #: Width of the stride fields of a command.
 STRIDE_WIDTH = 16
 SHIFT_WIDTH = 6
+#: Arrays of at most this many PEs get the small engine (see :class:`GemmEngine`).
+SMALL_ARRAY_PES = 4
 
 
 
@@ -80,7 +83,8 @@ class GemmCommand(data.StructLayout):
     ------
     a, b, d : scratchpad row addresses; a_stride, b_stride, d_stride : rows
     c, bias, scale : accumulator row addresses; c_stride : rows
-    m, k, n : dimensions, 1 or more
+    m, k, n : dimensions, 1 or more; the engine uses only the low bits of ``k`` and
+        ``n`` that :func:`dim_widths` gives (every K and N that fits the memories)
     accumulate : start from the accumulator rows at ``c`` instead of 0
     use_bias : add the bias row once (with ``accumulate``: on top of the old value)
     requant : requantize the result into the scratchpad at ``d`` instead of writing
@@ -105,18 +109,77 @@ class GemmCommand(data.StructLayout):
 
 
 class _Tag(data.StructLayout):
-    """What an activation row carries through the array to the output stage."""
+    """What the output stages need to know of an A row's result."""
 
-    def __init__(self, spad_aw: int, acc_aw: int):
+    def __init__(self, acc_aw: int):
         super().__init__({
-            "c_row": acc_aw, "d_row": spad_aw,
+            "c_row": acc_aw,
             "first": 1,     # first K tile: add the bias
             "from_acc": 1,  # start from the accumulator row (K tile > 0, or accumulate)
-            "final": 1,     # last K tile: the result leaves (requantized or INT32)
-            "requant": 1,   # the command requantizes its results (with ``final``)
+            "to_d": 1,      # last K tile of a requantizing command: requantize into ``d``
             "pop": 1,       # last row of an N tile: its constants are used up
             "end": 1,       # last row of the command
         })
+
+
+class _Latched(data.StructLayout):
+    """The fields of a command that the engine keeps while it issues its reads, cut
+    to what they can matter: strides modulo the memory's address width (the pointers
+    are that wide), K and N to the widths :func:`dim_widths` gives."""
+
+    def __init__(self, config: Config, small: bool):
+        spad, acc = config.spad_addr_width, config.acc_addr_width
+        kw, _ = dim_widths(config)
+        # ``c`` and ``d`` only bound the next command's hazards (not with ``small``).
+        super().__init__({
+            "a": spad, "a_stride": spad, "b_stride": spad, "c_stride": acc, "d_stride": spad,
+            **({} if small else {"c": acc, "d": spad}),
+            "m": DIM_WIDTH, "k": kw,
+            "accumulate": 1, "use_bias": 1, "requant": 1, "per_channel": 1,
+            "mult": config.requant_mult_width, "shift": SHIFT_WIDTH,
+        })
+
+
+def dim_widths(config: Config) -> tuple[int, int]:
+    """Bits of K and N that the engine uses (at most :data:`DIM_WIDTH`): enough for
+    every K whose ``ceil(K / array_rows)`` rows of A and every N whose
+    ``ceil(N / array_cols)`` rows of B and C fit the memories, the bounds that the
+    command processor checks (:meth:`~intformer.hw.cmdproc.CommandProcessor.stored_width`).
+    A larger K or N must not be given to the engine."""
+    c = config
+    return (min(DIM_WIDTH, (c.array_rows * c.spad_rows).bit_length()),
+            min(DIM_WIDTH, (c.array_cols * min(c.spad_rows, c.acc_rows)).bit_length()))
+
+
+class _DTag(data.StructLayout):
+    """What a requantized result row needs to be written."""
+
+    def __init__(self, spad_aw: int):
+        super().__init__({"d_row": spad_aw, "end": 1})
+
+
+def _tag_queue(m: Module, name: str, shape, depth: int, push, w_data, pop):
+    """A FIFO of ``depth`` entries in a memory with a synchronous read port (block RAM):
+    ``w_data`` is written when ``push``; the returned signal is the oldest entry,
+    valid from the second cycle after it was pushed, until the cycle ``pop`` is high.
+    The caller guarantees that it never holds more than ``depth`` entries and pops
+    only entries that are there (nothing here counts them)."""
+    assert depth & (depth - 1) == 0
+    mem = Memory(shape=shape, depth=depth, init=[])
+    m.submodules[name] = mem
+    wr = mem.write_port()
+    rd = mem.read_port()
+    w_ptr = Signal(range(depth), name=f"{name}_w_ptr")
+    r_ptr = Signal(range(depth), name=f"{name}_r_ptr")
+    r_next = Signal(range(depth), name=f"{name}_r_next")
+    m.d.comb += [
+        wr.en.eq(push), wr.addr.eq(w_ptr), wr.data.eq(w_data),
+        # The read port reloads the head every cycle, so an entry written in the
+        # cycle it became the head is there one cycle later.
+        r_next.eq(r_ptr + pop), rd.addr.eq(r_next),
+    ]
+    m.d.sync += [w_ptr.eq(w_ptr + push), r_ptr.eq(r_next)]
+    return rd.data
 
 
 class _Consts(data.StructLayout):
@@ -158,6 +221,16 @@ class GemmEngine(wiring.Component):
     constant rows in the previous command's accumulator rows, wait until that
     command is done, so a command may use the previous one's results. ``done``
     pulses for one cycle when a command's last result is written, in order.
+
+    Small engine: for arrays of at most :data:`SMALL_ARRAY_PES` PEs (:attr:`small`,
+    ``facts()["overlap"]`` false), where that logic would cost as much as the array,
+    a command is accepted only once the previous one is done (``fill_latency`` is
+    paid per command); a row that reads an accumulator row which a row ahead of it
+    in the output stages still has to write (``M`` smaller than 3 with K over
+    several tiles) waits for that write, a bubble of up to 3 cycles, instead of
+    taking the value from the stages; and each N tile's constants are read once the
+    previous N tile's last row has left (up to 5 cycles per N tile). Results are
+    the same.
 
     Parameters
     ----------
@@ -216,16 +289,21 @@ class GemmEngine(wiring.Component):
         self._array = SystolicArray(config.array_rows, config.array_cols,
                                     operand_width=config.operand_width,
                                     acc_width=config.acc_width,
-                                    tag_width=_Tag(self._spad_aw, self._acc_aw).size,
                                     dsp_packing=config.dsp_packing)
         self._requant = Requantizer(config.array_cols, acc_width=config.acc_width,
                                     mult_width=config.requant_mult_width,
-                                    out_width=config.operand_width,
-                                    tag_width=self._spad_aw + 1)
+                                    out_width=config.operand_width)
 
     @property
     def config(self) -> Config:
         return self._config
+
+    @property
+    def small(self) -> bool:
+        """The small engine (arrays of at most :data:`SMALL_ARRAY_PES` PEs): commands do
+        not overlap, a row waits for its accumulator row instead of taking it from
+        the output stages, and there is one entry of N-tile constants."""
+        return self._config.array_rows * self._config.array_cols <= SMALL_ARRAY_PES
 
     @property
     def array_latency(self) -> int:
@@ -255,6 +333,7 @@ class GemmEngine(wiring.Component):
                       "multipliers": self._array.multipliers},
             "fill_latency": self.fill_latency,
             "requant_latency": self.requant_latency,
+            "overlap": not self.small,
             "command": {name: {"offset": f.offset, "width": f.width}
                         for name, f in GemmCommand(c)},
             "layout": {
@@ -275,7 +354,8 @@ class GemmEngine(wiring.Component):
         c = self._config
         R, C, ow, aw = c.array_rows, c.array_cols, c.operand_width, c.acc_width
         mw, lb = c.requant_mult_width, self._lane_bits
-        tag_layout = _Tag(self._spad_aw, self._acc_aw)
+        tag_layout = _Tag(self._acc_aw)
+        dtag_layout = _DTag(self._spad_aw)
         m.submodules.array = array = self._array
 
         # Two commands may be in the engine: one whose rows are still draining through
@@ -283,20 +363,24 @@ class GemmEngine(wiring.Component):
         # front end (A, B and constant reads) of the first has issued everything. The
         # front end works from ``cmd``; everything behind the array works from the
         # rows' tags and the constant FIFO, so the two never mix.
-        cmd = Signal(GemmCommand(c))
+        small = self.small
+        cmd = Signal(_Latched(c, small))
+        kw, nw = dim_widths(c)
         front = Signal()                   # ``cmd`` still has reads to issue
         inflight = Signal(range(3))        # accepted, not yet done
         done = Signal()
         start = Signal()
         front_done = Signal()
         m.d.comb += [
-            self.cmd.ready.eq(~front & (inflight != 2)),
+            self.cmd.ready.eq(~front & (inflight != (1 if small else 2))),
             self.busy.eq(inflight != 0),
             self.done.eq(done),
             start.eq(self.cmd.valid & self.cmd.ready),
         ]
         with m.If(start):
-            m.d.sync += [cmd.eq(self.cmd.payload), front.eq(1)]
+            m.d.sync += front.eq(1)
+            for name, _ in _Latched(c, small):
+                m.d.sync += getattr(cmd, name).eq(getattr(self.cmd.payload, name))
         with m.Elif(front_done):
             m.d.sync += front.eq(0)
         m.d.sync += inflight.eq(inflight + start - done)
@@ -307,9 +391,9 @@ class GemmEngine(wiring.Component):
         a_run = Signal()
         a_ptr = Signal(self._spad_aw)      # a + m * a_stride + kt
         a_kt = Signal(self._spad_aw)       # a + kt
-        a_krem = Signal(DIM_WIDTH)         # K - kt * R
-        a_nrem = Signal(DIM_WIDTH)         # N - nt * C
-        a_m = Signal(DIM_WIDTH)
+        a_krem = Signal(kw)                # K - kt * R
+        a_nrem = Signal(nw)                # N - nt * C
+        a_mrem = Signal(DIM_WIDTH)         # M - m
         a_first = Signal()
         c_ptr = Signal(self._acc_aw)
         c_nt = Signal(self._acc_aw)
@@ -319,14 +403,15 @@ class GemmEngine(wiring.Component):
         a_pend_beat = Signal(array.a.payload.shape())
         a_beat = Signal(array.a.payload.shape())
         a_tag = Signal(tag_layout)
-        last_m = a_m == cmd.m - 1
+        a_dtag = Signal(dtag_layout)
+        last_m = a_mrem == 1
         last_kt = _at_most(a_krem, R)
         last_nt = _at_most(a_nrem, C)
         m.d.comb += [
-            a_tag.c_row.eq(c_ptr), a_tag.d_row.eq(d_ptr), a_tag.first.eq(a_first),
-            a_tag.from_acc.eq(~a_first | cmd.accumulate), a_tag.final.eq(last_kt),
-            a_tag.requant.eq(cmd.requant),
+            a_tag.c_row.eq(c_ptr), a_tag.first.eq(a_first),
+            a_tag.from_acc.eq(~a_first | cmd.accumulate), a_tag.to_d.eq(last_kt & cmd.requant),
             a_tag.pop.eq(last_kt & last_m), a_tag.end.eq(last_kt & last_m & last_nt),
+            a_dtag.d_row.eq(d_ptr), a_dtag.end.eq(a_tag.end),
         ]
 
         # ---- Hazards on an older command that is still draining. The rows a command
@@ -337,32 +422,39 @@ class GemmEngine(wiring.Component):
         # ``done``. Its accumulator read-modify-writes need no wait: they follow the
         # older rows through the output stages in order, and a row still in S1 or S2
         # is forwarded.
-        d_hi = Signal(self._spad_aw)
-        c_hi = Signal(self._acc_aw)
-        older = Signal()
-        older_rq = Signal()
-        older_d = [Signal(self._spad_aw, name=f"older_d_{e}") for e in ("lo", "hi")]
-        older_c = [Signal(self._acc_aw, name=f"older_c_{e}") for e in ("lo", "hi")]
-        with m.If(start):
-            m.d.sync += [
-                d_hi.eq(self.cmd.payload.d), c_hi.eq(self.cmd.payload.c),
-                older.eq((inflight != 0) & ~done), older_rq.eq(cmd.requant),
-                older_d[0].eq(cmd.d), older_d[1].eq(d_hi),
-                older_c[0].eq(cmd.c), older_c[1].eq(c_hi),
-            ]
-        with m.Elif(done):
-            m.d.sync += older.eq(0)
-        with m.If(self.a_rd.en & self.a_rd.grant):
-            with m.If(d_ptr > d_hi):
-                m.d.sync += d_hi.eq(d_ptr)
-            with m.If(c_ptr > c_hi):
-                m.d.sync += c_hi.eq(c_ptr)
+        if small:
+            def spad_hazard(addr):
+                return 0
 
-        def spad_hazard(addr):
-            return older & older_rq & (addr >= older_d[0]) & (addr <= older_d[1])
+            def acc_hazard(addr):
+                return 0
+        else:
+            d_hi = Signal(self._spad_aw)
+            c_hi = Signal(self._acc_aw)
+            older = Signal()
+            older_rq = Signal()
+            older_d = [Signal(self._spad_aw, name=f"older_d_{e}") for e in ("lo", "hi")]
+            older_c = [Signal(self._acc_aw, name=f"older_c_{e}") for e in ("lo", "hi")]
+            with m.If(start):
+                m.d.sync += [
+                    d_hi.eq(self.cmd.payload.d), c_hi.eq(self.cmd.payload.c),
+                    older.eq((inflight != 0) & ~done), older_rq.eq(cmd.requant),
+                    older_d[0].eq(cmd.d), older_d[1].eq(d_hi),
+                    older_c[0].eq(cmd.c), older_c[1].eq(c_hi),
+                ]
+            with m.Elif(done):
+                m.d.sync += older.eq(0)
+            with m.If(self.a_rd.en & self.a_rd.grant):
+                with m.If(d_ptr > d_hi):
+                    m.d.sync += d_hi.eq(d_ptr)
+                with m.If(c_ptr > c_hi):
+                    m.d.sync += c_hi.eq(c_ptr)
 
-        def acc_hazard(addr):
-            return older & (addr >= older_c[0]) & (addr <= older_c[1])
+            def spad_hazard(addr):
+                return older & older_rq & (addr >= older_d[0]) & (addr <= older_d[1])
+
+            def acc_hazard(addr):
+                return older & (addr >= older_c[0]) & (addr <= older_c[1])
 
         m.d.comb += [
             self.a_rd.addr.eq(a_ptr),
@@ -372,17 +464,16 @@ class GemmEngine(wiring.Component):
         with m.If(start):
             m.d.sync += [a_run.eq(1), a_ptr.eq(self.cmd.payload.a), a_kt.eq(self.cmd.payload.a),
                          a_krem.eq(self.cmd.payload.k), a_nrem.eq(self.cmd.payload.n),
-                         a_m.eq(0), a_first.eq(1),
+                         a_mrem.eq(self.cmd.payload.m), a_first.eq(1),
                          c_ptr.eq(self.cmd.payload.c), c_nt.eq(self.cmd.payload.c),
                          d_ptr.eq(self.cmd.payload.d), d_nt.eq(self.cmd.payload.d)]
         m.d.sync += a_pend.eq(0)
         with m.If(self.a_rd.en & self.a_rd.grant):
             m.d.sync += [a_pend.eq(1), a_pend_beat.last.eq(last_m),
-                         a_pend_beat.tag.eq(a_tag),
-                         a_m.eq(a_m + 1), a_ptr.eq(a_ptr + cmd.a_stride),
+                         a_mrem.eq(a_mrem - 1), a_ptr.eq(a_ptr + cmd.a_stride),
                          c_ptr.eq(c_ptr + cmd.c_stride), d_ptr.eq(d_ptr + cmd.d_stride)]
             with m.If(last_m):
-                m.d.sync += [a_m.eq(0), c_ptr.eq(c_nt), d_ptr.eq(d_nt)]
+                m.d.sync += [a_mrem.eq(cmd.m), c_ptr.eq(c_nt), d_ptr.eq(d_nt)]
                 with m.If(last_kt):
                     m.d.sync += [a_first.eq(1), a_krem.eq(cmd.k), a_kt.eq(cmd.a),
                                  a_ptr.eq(cmd.a), a_nrem.eq(a_nrem - C),
@@ -408,8 +499,8 @@ class GemmEngine(wiring.Component):
         b_run = Signal()
         b_ptr = Signal(self._spad_aw)
         b_nt = Signal(self._spad_aw)
-        b_krem = Signal(DIM_WIDTH)   # rows of B left in this N tile
-        b_nrem = Signal(DIM_WIDTH)
+        b_krem = Signal(kw)          # rows of B left in this N tile
+        b_nrem = Signal(nw)
         b_r = Signal(range(R))
         b_pend = Signal()
         b_pend_zero = Signal()
@@ -454,17 +545,25 @@ class GemmEngine(wiring.Component):
         # Two entries: ``head`` is the N tile at the output stage, ``tail`` the next
         # one, assembled in place from the constant reads and moved up when the head's
         # last row leaves (a FIFO would need a third copy to assemble in).
+        # With ``small`` there is one entry: the next N tile's constants are read when
+        # the last row of the current one has left.
         consts = _Consts(C, aw, mw)
-        head, tail = Signal(consts), Signal(consts)
-        head_full, tail_full = Signal(), Signal()
         k_pop = Signal()
-        with m.If(tail_full & (~head_full | k_pop)):
-            m.d.sync += [head.eq(tail), head_full.eq(1), tail_full.eq(0)]
-        with m.Elif(k_pop):
-            m.d.sync += head_full.eq(0)
+        if small:
+            head = tail = Signal(consts)
+            head_full = tail_full = Signal()
+            with m.If(k_pop):
+                m.d.sync += head_full.eq(0)
+        else:
+            head, tail = Signal(consts), Signal(consts)
+            head_full, tail_full = Signal(), Signal()
+            with m.If(tail_full & (~head_full | k_pop)):
+                m.d.sync += [head.eq(tail), head_full.eq(1), tail_full.eq(0)]
+            with m.Elif(k_pop):
+                m.d.sync += head_full.eq(0)
         k_bias_ptr = Signal(self._acc_aw)
         k_scale_ptr = Signal(self._acc_aw)
-        k_nrem = Signal(DIM_WIDTH)
+        k_nrem = Signal(nw)
         want_scale = cmd.requant & cmd.per_channel
         # One test of whichever row the port reads, not one per pointer.
         const_hazard = acc_hazard(self.const_rd.addr)
@@ -515,9 +614,23 @@ class GemmEngine(wiring.Component):
 
         # ---- Output: S0 reads the accumulator row, S1 adds it, S2 adds the bias and
         # writes the row or hands it to the requantizer.
+        # Tags do not travel through the array: the results leave it in the order of
+        # the A rows, so each row's tag waits in a queue (block RAM) from the cycle its
+        # read is granted to the cycle its result leaves the array, and the scratchpad
+        # row of a requantized result in another until the row is written. At most
+        # 1 + 4 rows are between the read and the array (a_pend, a_fifo), the array
+        # holds ``latency``, S1 and S2 one each, the requantizer ``latency``.
         o = array.o.payload
+        a_read = self.a_rd.en & self.a_rd.grant
+        inflight_rows = 7 + array.latency + self._requant.latency
+        q_depth = 1 << inflight_rows.bit_length()
         o_tag = Signal(tag_layout)
-        m.d.comb += o_tag.eq(o.tag)
+        m.d.comb += o_tag.eq(_tag_queue(m, "tag_q", tag_layout, q_depth, a_read, a_tag,
+                                        array.o.valid & array.o.ready))
+        d_tag = Signal(dtag_layout)
+        d_written = self.d_wr.en & self.d_wr.grant
+        m.d.comb += d_tag.eq(_tag_queue(m, "dtag_q", dtag_layout, q_depth,
+                                        a_read & a_tag.to_d, a_dtag, d_written))
         s1_valid, s1_read = Signal(), Signal()
         s1_sum = Signal(data.ArrayLayout(signed(aw), C))
         s1_tag = Signal(tag_layout)
@@ -528,23 +641,30 @@ class GemmEngine(wiring.Component):
         s2_free = ~s2_valid | s2_done
 
         def writes_acc(tag):
-            return ~(tag.final & tag.requant)
+            return ~tag.to_d
 
         # A row whose accumulator row is still on its way to memory (M smaller than
         # the output pipeline) takes the value from S2 instead of reading it: from
         # S2 itself in the next cycle if the row will be there, or from a copy of
         # S2's value when S2 writes it this cycle (the read would miss that write).
+        # With ``small`` the row waits instead until S2 writes the row (the memory
+        # holds off a read of a row written in the same cycle).
         match1 = s1_valid & writes_acc(s1_tag) & (s1_tag.c_row == o_tag.c_row)
         match2 = s2_valid & writes_acc(s2_tag) & (s2_tag.c_row == o_tag.c_row)
         fwd_s2 = match1 | (match2 & ~s2_done)
         fwd_reg = ~match1 & match2 & s2_done
-        need_read = o_tag.from_acc & ~fwd_s2 & ~fwd_reg
         s1_moves = s1_valid & s2_free
         s1_free = ~s1_valid | s1_moves
+        if small:
+            need_read = o_tag.from_acc
+            wait = need_read & fwd_s2
+        else:
+            need_read = o_tag.from_acc & ~fwd_s2 & ~fwd_reg
+            wait = 0
         m.d.comb += [
             self.acc_rd.addr.eq(o_tag.c_row),
-            self.acc_rd.en.eq(array.o.valid & need_read & s1_free),
-            array.o.ready.eq(s1_free & (~need_read | self.acc_rd.grant)),
+            self.acc_rd.en.eq(array.o.valid & need_read & s1_free & ~wait),
+            array.o.ready.eq(s1_free & ~wait & (~need_read | self.acc_rd.grant)),
         ]
         s1_fwd_s2 = Signal()
         s1_fwd_reg = Signal()
@@ -558,9 +678,9 @@ class GemmEngine(wiring.Component):
         for j in range(C):
             with m.If(s1_read):
                 m.d.comb += s1_total[j].eq(s1_sum[j] + self.acc_rd.data.word_select(j, lb)[:aw])
-            with m.Elif(add_s2):
+            with m.Elif(add_s2 if not small else 0):
                 m.d.comb += s1_total[j].eq(s1_sum[j] + s2_total[j])
-            with m.Elif(s1_fwd_reg):
+            with m.Elif(s1_fwd_reg if not small else 0):
                 m.d.comb += s1_total[j].eq(s1_sum[j] + s1_fwd[j])
             with m.Else():
                 m.d.comb += s1_total[j].eq(s1_sum[j])
@@ -573,8 +693,10 @@ class GemmEngine(wiring.Component):
             m.d.sync += s1_valid.eq(0)
         with m.If(array.o.valid & array.o.ready):
             m.d.sync += [s1_valid.eq(1), s1_sum.eq(o.data), s1_tag.eq(o_tag),
-                         s1_read.eq(need_read), s1_fwd_s2.eq(o_tag.from_acc & fwd_s2),
-                         s1_fwd_reg.eq(o_tag.from_acc & fwd_reg), s1_fwd.eq(s2_total)]
+                         s1_read.eq(need_read)]
+            if not small:
+                m.d.sync += [s1_fwd_s2.eq(o_tag.from_acc & fwd_s2),
+                             s1_fwd_reg.eq(o_tag.from_acc & fwd_reg), s1_fwd.eq(s2_total)]
         with m.If(s2_done):
             m.d.sync += s2_valid.eq(0)
         with m.If(s1_moves):
@@ -604,19 +726,15 @@ class GemmEngine(wiring.Component):
                 rq.i.payload.shift[j].eq(head.shift[j]),
             ]
 
-        # Scratchpad row addresses travel through the requantizer with their beats.
         m.d.comb += [
-            rq.i.payload.tag.eq(Cat(s2_tag.d_row, s2_tag.end)),
             self.d_wr.en.eq(rq.o.valid),
-            self.d_wr.addr.eq(rq.o.payload.tag[:self._spad_aw]),
+            self.d_wr.addr.eq(d_tag.d_row),
             rq.o.ready.eq(self.d_wr.grant),
         ]
         for j in range(C):
-            m.d.comb += self.d_wr.data.word_select(j, ow).eq(rq.o.payload.data[j])
+            m.d.comb += self.d_wr.data.word_select(j, ow).eq(rq.o.payload[j])
 
-        m.d.comb += done.eq(
-            (to_acc & self.c_wr.grant & s2_tag.end) |
-            (rq.o.valid & self.d_wr.grant & rq.o.payload.tag[self._spad_aw]))
+        m.d.comb += done.eq((to_acc & self.c_wr.grant & s2_tag.end) | (d_written & d_tag.end))
 
         # ---- Performance counters of the last command.
         a_in = array.a.valid & array.a.ready
