@@ -64,7 +64,9 @@ class Config:
     spad_bytes: int = _f("memory", 64 * 1024, "INT8 scratchpad size, in bytes")
     spad_banks: int = _f("memory", 2, "Scratchpad banks, a power of 2 of at least 2")
     acc_bytes: int = _f("memory", 32 * 1024, "INT32 accumulator memory size, in bytes")
-    acc_banks: int = _f("memory", 2, "Accumulator banks, a power of 2 of at least 2")
+    acc_banks: int = _f("memory", 2,
+                        "Accumulator banks, a power of 2 (1: the GEMM engine's partial sums "
+                        "and the DMA share one block RAM)")
     # vector
     vector_lanes: int = _f("vector", 8, "Elements the vector units process per cycle")
     vector_max_row: int = _f("vector", 256,
@@ -131,7 +133,7 @@ class Config:
         in_range("csr_addr_width", 8, 16)
 
         pow2("spad_banks", 2, 16)
-        pow2("acc_banks", 2, 16)
+        pow2("acc_banks", 1, 16)
         need(self.spad_bytes > 0 and self.spad_bytes % self.spad_bank_bytes_unit == 0,
              f"spad_bytes must be a positive multiple of {self.spad_bank_bytes_unit} "
              f"(spad_banks x scratchpad row of {self.spad_row_bytes} bytes), "
@@ -333,7 +335,7 @@ PRESETS: dict[str, tuple[Config, str]] = {
         dataclasses.replace(
             BASE, array_rows=2, array_cols=2, dsp_packing=True, axi_data_width=32,
             axi_addr_width=17, axi_id_width=1, axi_max_burst=4, axi_max_outstanding=1,
-            spad_bytes=4096, acc_bytes=4096, vector_lanes=2, vector_max_row=32,
+            spad_bytes=4096, acc_bytes=4096, acc_banks=1, vector_lanes=2, vector_max_row=32,
             has_softmax=False, has_gelu=False, has_layernorm=False, has_residual=False,
             has_requant=False, perf_counters=False, cmd_queue_depth=0, dep_queue_depth=1),
         # Measured with `intformer synth --preset icebreaker --target ice40` (and

@@ -44,7 +44,8 @@ def plan(p: dict, m: int, k: int, n: int, *, slack: int = 0) -> Layout:
     configuration's fields and derived figures): A in scratchpad bank 0, B and the
     INT8 result in bank 1, partial sums in accumulator bank 0 and the constants in
     bank 1, so the engine's A and B reads, and its partial-sum and constant reads,
-    never compete for a bank. ``slack`` adds unused rows to each stride.
+    never compete for a bank (with one accumulator bank, the constants take its upper
+    half). ``slack`` adds unused rows to each stride.
 
     Raises
     ------
@@ -53,7 +54,7 @@ def plan(p: dict, m: int, k: int, n: int, *, slack: int = 0) -> Layout:
     """
     kt, nt = _ceil(k, p["array_rows"]), _ceil(n, p["array_cols"])
     spad_bank = p["spad_rows"] // p["spad_banks"]
-    acc_bank = p["acc_rows"] // p["acc_banks"]
+    acc_bank = p["acc_rows"] // max(2, p["acc_banks"])
     a_stride, b_stride = kt + slack, nt + slack
     d_stride = c_stride = nt + slack
     lay = Layout(a=0, a_stride=a_stride, b=spad_bank, b_stride=b_stride, c=0,

@@ -145,7 +145,7 @@ async def chain_case(host, g, r):
     R, C, ow = host.R, host.C, host.ow
     lanes = host.spad_bits // ow
     spad_bank = host.p["spad_rows"] // host.p["spad_banks"]
-    acc_bank = host.p["acc_rows"] // host.p["acc_banks"]
+    acc_bank = host.p["acc_rows"] // max(2, host.p["acc_banks"])
     free = {0: 0, 1: spad_bank}     # next free scratchpad row in banks 0 and 1
     rows = {}
 

@@ -137,7 +137,7 @@ def test_axi_data_width():
 @pytest.mark.parametrize("name,lo,hi,bad", [
     ("axi_max_burst", 1, 256, 12), ("axi_max_burst", 1, 256, 512),
     ("spad_banks", 2, 16, 1), ("spad_banks", 2, 16, 3),
-    ("acc_banks", 2, 16, 32), ("acc_banks", 2, 16, 6),
+    ("acc_banks", 1, 16, 32), ("acc_banks", 1, 16, 6), ("acc_banks", 1, 16, 0),
 ])
 def test_powers_of_two(name, lo, hi, bad):
     with raises(ValueError, f"{name} must be a power of 2 between {lo} and {hi}, not {bad}"):

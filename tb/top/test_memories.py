@@ -70,7 +70,9 @@ def _run(width, depth, banks, nread, nwrite, cycles, seed):
 
 
 @pytest.mark.parametrize("width,depth,banks,nread,nwrite", [
-    (64, 64, 2, 2, 2), (96, 32, 4, 3, 2), (8, 16, 1, 1, 1)])
+    (64, 64, 2, 2, 2), (96, 32, 4, 3, 2), (8, 16, 1, 1, 1),
+    # one bank shared by three readers and two writers (the icebreaker accumulator)
+    (64, 32, 1, 3, 2)])
 def test_banked_memory(width, depth, banks, nread, nwrite):
     stats = _run(width, depth, banks, nread, nwrite, 400, seed=width + depth)
     assert stats["reads"] > 100 and stats["writes"] > 100 and stats["clashes"] > 0
