@@ -29,7 +29,7 @@ only if the bias lanes past N are 0 (they are requantized like the others).
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -228,9 +228,12 @@ class GemmEngine(wiring.Component):
     paid per command); a row that reads an accumulator row which a row ahead of it
     in the output stages still has to write (``M`` smaller than 3 with K over
     several tiles) waits for that write, a bubble of up to 3 cycles, instead of
-    taking the value from the stages; and each N tile's constants are read once the
-    previous N tile's last row has left (up to 5 cycles per N tile). Results are
-    the same.
+    taking the value from the stages; each N tile's constants are read once the
+    previous N tile's last row has left (up to 5 cycles per N tile); and the
+    requantizer takes one lane per cycle, so a requantized row (the last K tile of a
+    requantizing command) holds the output stage for ``array_cols`` cycles
+    (:attr:`requant_row_cycles`; the INT8 row is assembled before its write), which
+    halves the requantizer and its DSPs for a 2-column array. Results are the same.
 
     Parameters
     ----------
@@ -290,7 +293,10 @@ class GemmEngine(wiring.Component):
                                     operand_width=config.operand_width,
                                     acc_width=config.acc_width,
                                     dsp_packing=config.dsp_packing)
-        self._requant = Requantizer(config.array_cols, acc_width=config.acc_width,
+        # The small engine requantizes one lane per cycle (see the class docstring).
+        small = config.array_rows * config.array_cols <= SMALL_ARRAY_PES
+        self._requant = Requantizer(1 if small else config.array_cols,
+                                    acc_width=config.acc_width,
                                     mult_width=config.requant_mult_width,
                                     out_width=config.operand_width)
 
@@ -323,6 +329,14 @@ class GemmEngine(wiring.Component):
         """Extra cycles when the results are requantized (the requantizer's stages)."""
         return self._requant.latency
 
+    @property
+    def requant_row_cycles(self) -> int:
+        """Cycles a requantized result row takes in the output stage: 1, or
+        ``array_cols`` in the small engine, which requantizes one lane per cycle (a
+        command then takes ``(array_cols - 1) * M * NT`` cycles more when it
+        requantizes)."""
+        return self._config.array_cols // self._requant.lanes
+
     def facts(self) -> dict:
         """What a compiler or driver needs to know about the engine."""
         c = self._config
@@ -333,6 +347,7 @@ class GemmEngine(wiring.Component):
                       "multipliers": self._array.multipliers},
             "fill_latency": self.fill_latency,
             "requant_latency": self.requant_latency,
+            "requant_row_cycles": self.requant_row_cycles,
             "overlap": not self.small,
             "command": {name: {"offset": f.offset, "width": f.width}
                         for name, f in GemmCommand(c)},
@@ -711,28 +726,54 @@ class GemmEngine(wiring.Component):
         m.submodules.requant = rq = self._requant
         to_rq = s2_valid & head_full & ~writes_acc(s2_tag)
         to_acc = s2_valid & head_full & writes_acc(s2_tag)
+        for j in range(C):
+            m.d.comb += self.c_wr.data.word_select(j, lb).eq(s2_total[j])
         m.d.comb += [
             self.c_wr.addr.eq(s2_tag.c_row),
             self.c_wr.en.eq(to_acc),
             rq.i.valid.eq(to_rq),
-            s2_done.eq((to_acc & self.c_wr.grant) | (to_rq & rq.i.ready)),
             k_pop.eq(s2_done & s2_tag.pop),
-        ]
-        for j in range(C):
-            m.d.comb += [
-                self.c_wr.data.word_select(j, lb).eq(s2_total[j]),
-                rq.i.payload.acc[j].eq(s2_total[j]),
-                rq.i.payload.mult[j].eq(head.mult[j]),
-                rq.i.payload.shift[j].eq(head.shift[j]),
-            ]
-
-        m.d.comb += [
-            self.d_wr.en.eq(rq.o.valid),
             self.d_wr.addr.eq(d_tag.d_row),
-            rq.o.ready.eq(self.d_wr.grant),
         ]
-        for j in range(C):
-            m.d.comb += self.d_wr.data.word_select(j, ow).eq(rq.o.payload[j])
+        if rq.lanes == C:
+            m.d.comb += [
+                s2_done.eq((to_acc & self.c_wr.grant) | (to_rq & rq.i.ready)),
+                self.d_wr.en.eq(rq.o.valid),
+                rq.o.ready.eq(self.d_wr.grant),
+            ]
+            for j in range(C):
+                m.d.comb += [
+                    rq.i.payload.acc[j].eq(s2_total[j]),
+                    rq.i.payload.mult[j].eq(head.mult[j]),
+                    rq.i.payload.shift[j].eq(head.shift[j]),
+                    self.d_wr.data.word_select(j, ow).eq(rq.o.payload[j]),
+                ]
+        else:
+            # One lane per cycle: S2 holds its row until the last lane is in; the
+            # lanes before the last wait in ``d_row`` for the last one's result.
+            i_lane = Signal(range(C))
+            o_lane = Signal(range(C))
+            d_row = Signal(data.ArrayLayout(signed(ow), C - 1))
+            i_last = i_lane == C - 1
+            o_last = o_lane == C - 1
+            with m.If(rq.i.valid & rq.i.ready):
+                m.d.sync += i_lane.eq(Mux(i_last, 0, i_lane + 1))
+            with m.If(rq.o.valid & rq.o.ready):
+                m.d.sync += o_lane.eq(Mux(o_last, 0, o_lane + 1))
+                for j in range(C - 1):
+                    with m.If(o_lane == j):
+                        m.d.sync += d_row[j].eq(rq.o.payload[0])
+            m.d.comb += [
+                s2_done.eq((to_acc & self.c_wr.grant) | (to_rq & rq.i.ready & i_last)),
+                rq.i.payload.acc[0].eq(s2_total[i_lane]),
+                rq.i.payload.mult[0].eq(head.mult[i_lane]),
+                rq.i.payload.shift[0].eq(head.shift[i_lane]),
+                self.d_wr.en.eq(rq.o.valid & o_last),
+                rq.o.ready.eq(~o_last | self.d_wr.grant),
+            ]
+            for j in range(C):
+                m.d.comb += self.d_wr.data.word_select(j, ow).eq(
+                    rq.o.payload[0] if j == C - 1 else d_row[j])
 
         m.d.comb += done.eq((to_acc & self.c_wr.grant & s2_tag.end) | (d_written & d_tag.end))
 

@@ -346,14 +346,18 @@ def test_bench_small(sim):
     out = bench(config, 40, 300, 10, sim=sim)
     assert out["exact"] and out["mismatches"] == 0
     assert out["commands"] > 1
-    per_command = out["fill_latency"] + 3
-    if GemmEngine(config).small:
-        # 2x2: commands do not overlap, each N tile reads its constants (5 cycles).
+    engine = GemmEngine(config)
+    per_command = out["fill_latency"] + engine.requant_latency
+    cycles = out["array_rows_in"]
+    if engine.small:
+        # 2x2: commands do not overlap, each N tile reads its constants (5 cycles),
+        # each requantized row takes array_cols cycles.
         assert out["tile_sequence"]["bubbles"] <= 6, out["tile_sequence"]
         per_command += 5 * -(-out["blocks"]["n"] // config.array_cols)
+        cycles += (engine.requant_row_cycles - 1) * 40 * -(-10 // config.array_cols)
     else:
         assert out["tile_sequence"]["bubbles"] == 0
-    assert out["cycles"] <= out["array_rows_in"] + out["commands"] * per_command
+    assert out["cycles"] <= cycles + out["commands"] * per_command
     assert out["macs"] == 40 * 300 * 10
 
 
