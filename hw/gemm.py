@@ -130,13 +130,14 @@ class _Latched(data.StructLayout):
     def __init__(self, config: Config, small: bool):
         spad, acc = config.spad_addr_width, config.acc_addr_width
         kw, _ = dim_widths(config)
-        # ``c`` and ``d`` only bound the next command's hazards (not with ``small``).
+        # ``c`` and ``d`` only bound the next command's hazards, and with ``small`` the
+        # per-tensor ``mult`` and ``shift`` go straight into the one constants entry.
         super().__init__({
             "a": spad, "a_stride": spad, "b_stride": spad, "c_stride": acc, "d_stride": spad,
             **({} if small else {"c": acc, "d": spad}),
             "m": DIM_WIDTH, "k": kw,
             "accumulate": 1, "use_bias": 1, "requant": 1, "per_channel": 1,
-            "mult": config.requant_mult_width, "shift": SHIFT_WIDTH,
+            **({} if small else {"mult": config.requant_mult_width, "shift": SHIFT_WIDTH}),
         })
 
 
@@ -401,7 +402,9 @@ class GemmEngine(wiring.Component):
         m.d.sync += inflight.eq(inflight + start - done)
 
         # ---- A side: rows of A with their tags into a FIFO in front of the array.
-        a_fifo = fifo.SyncFIFO(width=array.a.payload.shape().size, depth=4)
+        # Three entries keep the small engine at full rate (it does not overlap
+        # commands, so it never needs the fourth).
+        a_fifo = fifo.SyncFIFO(width=array.a.payload.shape().size, depth=3 if small else 4)
         m.submodules.a_fifo = a_fifo
         a_run = Signal()
         a_ptr = Signal(self._spad_aw)      # a + m * a_stride + kt
@@ -585,6 +588,12 @@ class GemmEngine(wiring.Component):
         with m.FSM() as k_fsm:
             with m.State("idle"):
                 with m.If(start):
+                    if small:
+                        # The entry is empty (the previous command is done); a
+                        # per-channel command overwrites these per N tile.
+                        for j in range(C):
+                            m.d.sync += [tail.mult[j].eq(self.cmd.payload.mult),
+                                         tail.shift[j].eq(self.cmd.payload.shift)]
                     m.d.sync += [k_bias_ptr.eq(self.cmd.payload.bias),
                                  k_scale_ptr.eq(self.cmd.payload.scale),
                                  k_nrem.eq(self.cmd.payload.n)]
@@ -592,8 +601,9 @@ class GemmEngine(wiring.Component):
             with m.State("bias"):
                 with m.If(~tail_full):
                     for j in range(C):
-                        m.d.sync += [tail.bias[j].eq(0), tail.mult[j].eq(cmd.mult),
-                                     tail.shift[j].eq(cmd.shift)]
+                        m.d.sync += tail.bias[j].eq(0)
+                        if not small:
+                            m.d.sync += [tail.mult[j].eq(cmd.mult), tail.shift[j].eq(cmd.shift)]
                     m.d.comb += [self.const_rd.addr.eq(k_bias_ptr),
                                  self.const_rd.en.eq(cmd.use_bias & ~const_hazard)]
                     with m.If(~cmd.use_bias):
