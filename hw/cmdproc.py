@@ -758,20 +758,30 @@ class CommandProcessor(wiring.Component):
 
         # Control --------------------------------------------------------------------------
         m.d.comb += [self.done.eq(0), self.irq.eq(0)]
+        # The stream lies in the window when base <= cmd_addr and cmd_count * COMMAND_BYTES
+        # <= limit - cmd_addr, that is cmd_count <= (limit - cmd_addr) // COMMAND_BYTES:
+        # one subtraction of address width and a comparison of the count's low bits
+        # (a count with higher bits set cannot fit in the address space).
+        aw = c.axi_addr_width
+        sh = isa.COMMAND_BYTES.bit_length() - 1
+        assert isa.COMMAND_BYTES == 1 << sh and aw > sh
+        size = Signal(aw + 1)       # limit - base, negative (top bit set) if below
+        room = Signal(aw + 1)       # limit - cmd_addr, likewise
+        m.d.comb += [size.eq(self.window_limit - self.window_base),
+                     room.eq(self.window_limit - self.cmd_addr)]
+        empty = size[aw] | (size[:aw] == 0)
+        stream_out = (room[aw] | (self.cmd_count[aw - sh:] != 0)
+                      | (self.cmd_count[:aw - sh] > room[sh:aw]))
         with m.If(self.start & ~self.busy):
-            stream_bytes = self.cmd_count * isa.COMMAND_BYTES
-            size = self.window_limit - self.window_base
             m.d.sync += [
                 running.eq(1), error.eq(0), index.eq(0), dispatched.eq(0), stage.eq(0),
                 next_addr.eq(self.cmd_addr), to_request.eq(self.cmd_count),
-                window_size.eq(_if(self.window_limit > self.window_base, size)),
+                window_size.eq(Mux(empty, 0, size[:aw])),
                 end_irq.eq(0), committed.eq(0),
             ]
             for sig in tokens.values():
                 m.d.sync += sig.eq(0)
-            with m.If((self.cmd_addr < self.window_base)
-                      | (self.cmd_addr + stream_bytes > self.window_limit)
-                      | (self.window_limit <= self.window_base)):
+            with m.If((self.cmd_addr < self.window_base) | stream_out | empty):
                 m.d.sync += [error.eq(_err("dma_window")), aborting.eq(1), to_request.eq(0)]
             with m.Elif(self.cmd_count == 0):
                 m.d.sync += [error.eq(_err("no_end")), aborting.eq(1)]

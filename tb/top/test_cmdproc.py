@@ -395,6 +395,13 @@ async def run_cmdproc(dut):
         words = tb.good_stream(3)
         await tb.run(words, addr=0x2008 - cs.bytes * len(words), wbase=0x1000, wlimit=0x2000,
                      expect=("dma_window", 0))
+        # A count whose bytes wrap the address space, an empty and a reversed window.
+        await tb.run(tb.good_stream(3), addr=0x1000, wbase=0x1000, wlimit=0x2000,
+                     count=3 + (1 << 27), expect=("dma_window", 0))
+        await tb.run(tb.good_stream(3), addr=0x1000, wbase=0x1000, wlimit=0x1000,
+                     count=0, expect=("dma_window", 0))
+        await tb.run(tb.good_stream(3), addr=0x1000, wbase=0x1800, wlimit=0x1000,
+                     expect=("dma_window", 0))
         await tb.run(tb.good_stream(5), addr=0x1100, wbase=0x1000, wlimit=0x2000)
         # A bus error while fetching command 5 of a long stream.
         words = tb.good_stream(30, tokens=False)
