@@ -360,6 +360,17 @@ async def run_cmdproc(dut):
                                 window_bytes=0x10000) == "none"
         await tb.run([good, cs.encode("end")])
         bad.append((name, word))
+    # Strides a one-row operand does not use may be as large as their fields; the next
+    # command's small strides are not taken for large ones.
+    words = [cs.encode("store", rows=1, row_bytes=1, dram_stride=(1 << 20) - 1,
+                       loc_stride=(1 << 12) - 1),
+             cs.encode("store", rows=2, row_bytes=1, dram_stride=1, loc_stride=1),
+             cs.encode("gemm", m=1, k=1, n=1, a_stride=0xFFFF, c_stride=0xFFFF,
+                       d_stride=0xFFFF, requant=1),
+             cs.encode("gemm", m=2, k=1, n=1, a_stride=1, c_stride=1, d_stride=1, requant=1),
+             cs.encode("end")]
+    assert tb.expected(words, 0x10000) == ("none", 4)
+    await tb.run(words)
     if not c["has_softmax"]:
         bad.append(("unit_absent", cs.encode("softmax", rows=1, length=1)))
     for pauses in (False, True):
