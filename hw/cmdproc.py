@@ -332,7 +332,7 @@ class CommandProcessor(wiring.Component):
                 flags.append(((v.rows == 0) | (v.row_bytes == 0), "zero_length"))
                 tr = is_load & v.transpose
                 L = c.spad_row_bytes
-                flags.append((tr & ((v.space != sp) | (v.rows > L) | (v.row_bytes > L)),
+                flags.append((tr & ((v.space != sp) | _above(v.rows, L) | _above(v.row_bytes, L)),
                               "bad_shape"))
                 steps += [
                     ("fits", ~tr, v.space, "loc", "rows", "loc_stride", "row_bytes",
@@ -363,7 +363,7 @@ class CommandProcessor(wiring.Component):
                 ]
             elif op.name in _VECTOR_OPS:
                 flags += [((v.rows == 0) | (v.length == 0), "zero_length"),
-                          (v.length > c.vector_max_row, "bad_shape")]
+                          (_above(v.length, c.vector_max_row), "bad_shape")]
                 elems = (c.spad_row_bytes, c.array_cols)
                 steps.append(("fits", 1, v.src_space, "src", "rows", "src_stride", "length",
                               elems, False))
@@ -377,7 +377,7 @@ class CommandProcessor(wiring.Component):
                 steps.append(("fits", 1, v.dst_space, "dst", "rows", "dst_stride", "length",
                               elems, False))
             elif op.name == "set_const":
-                flags.append((v.index >= isa.N_CONSTANTS, "bad_constant"))
+                flags.append((_above(v.index, isa.N_CONSTANTS - 1), "bad_constant"))
         return programs
 
     def _checker(self, m: Module, cmd, window_size, active, high):
@@ -503,7 +503,11 @@ class CommandProcessor(wiring.Component):
         assert all(isa.OPCODES[name].field("rows").width + isa.OPCODES[name]
                    .field("dram_stride").width <= 32 for name in ("load", "store"))
         pw = min(33, max(c.axi_addr_width, c.spad_addr_width + 1, c.acc_addr_width + 1))
+        # The multiplier rows - 1, decremented bit by bit as it is shifted out: it is
+        # mplier - borrow, borrow set while the bits shifted out were all 0.
         mplier = Signal(widths["rows"])
+        borrow = Signal()
+        mbit = mplier[0] ^ borrow
         mcand = Signal(pw)
         mcand_over = Signal()        # mcand has lost set bits off its top
         prod = Signal(pw)
@@ -513,8 +517,9 @@ class CommandProcessor(wiring.Component):
         # Room left after the operand's last row start (negative: none), as in the
         # reference: depth - first - (rows - 1) * stride.
         end = prod
-        r = Signal(signed(pw + 3))
-        r2 = Signal(signed(pw + 3))
+        # window_size is below 2**axi_addr_width <= 2**pw, a depth at most 2**(pw - 1).
+        r = Signal(signed(pw + 1))
+        r2 = Signal(signed(pw + 1))
         m.d.comb += [
             r.eq(Mux(is_ext, window_size,
                      Mux(space == isa.SPACES["acc"], c.acc_rows, c.spad_rows)) - end),
@@ -576,11 +581,12 @@ class CommandProcessor(wiring.Component):
                 m.d.sync += [loaded.eq(1),
                              prod.eq(ops["first"]), over.eq(bigs["first"]),
                              mcand.eq(ops["stride"]), mcand_over.eq(bigs["stride"]),
-                             mplier.eq(Mux(ops["rows"] == 0, 0, ops["rows"] - 1))]
-            with m.Elif(mplier != 0):
-                with m.If(mplier[0]):
+                             mplier.eq(ops["rows"]), borrow.eq(ops["rows"] != 0)]
+            with m.Elif((mplier[1:] != 0) | mbit):
+                with m.If(mbit):
                     m.d.sync += [prod.eq(total), over.eq(over | total[pw] | mcand_over)]
                 m.d.sync += [mcand.eq(mcand << 1), mplier.eq(mplier >> 1),
+                             borrow.eq(borrow & ~mplier[0]),
                              mcand_over.eq(mcand_over | mcand[pw - 1])]
             with m.Elif(bad):
                 finish(err)
@@ -1027,6 +1033,16 @@ class _Passthrough:
         self.r_en = Signal(name=f"{name}_direct_take")
         self.r_data, self.r_rdy, self.w_rdy = self.w_data, self.w_en, self.r_en
         self.level = Const(0, 1)
+
+
+def _above(a, b: int):
+    """``a > b`` for a signal ``a`` and a constant ``b``: the bits above ``b``'s width
+    take an OR, not a comparator."""
+    n = b.bit_length()
+    a = Value.cast(a)
+    if n >= len(a):
+        return a > b
+    return (a[n:] != 0) | (a[:n] > b)
 
 
 def _min_const(a, b: int):
