@@ -632,14 +632,16 @@ class CommandProcessor(wiring.Component):
         outstanding = Signal(range(depth + 1))  # commands of the job not yet assembled
         awaiting = Signal()                     # a job is requested and has not reported
         req_pending = Signal()
-        req_count = Signal(16)
+        req_count = Signal(range(chunk + 1))
         committed = Signal(range(depth + 1))    # buffered commands of successful jobs
 
         stop_fetch = aborting | ending | ~running
         can_request = (~awaiting & (to_request != 0) & ~stop_fetch
                        & (fbuf.level + chunk * beats <= depth * beats))
-        count = Signal(16)
-        m.d.comb += count.eq(_min_const(to_request, chunk))
+        # min(to_request, chunk), only as wide as a chunk (a synthesiser does not see
+        # that to_request is small when it is below chunk).
+        count = Signal(range(chunk + 1))
+        m.d.comb += count.eq(Mux(to_request < chunk, to_request[:len(count)], chunk))
         with m.If(can_request):
             m.d.sync += [req_pending.eq(1), awaiting.eq(1), req_count.eq(count),
                          outstanding.eq(count)]
@@ -1043,12 +1045,6 @@ def _above(a, b: int):
     if n >= len(a):
         return a > b
     return (a[n:] != 0) | (a[:n] > b)
-
-
-def _min_const(a, b: int):
-    """``min(a, b)`` for a signal ``a`` and a constant ``b``."""
-    from amaranth.hdl import Mux
-    return Mux(a < b, a, b)
 
 
 def _if(cond, value):
