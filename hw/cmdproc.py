@@ -1044,6 +1044,8 @@ def _above(a, b: int):
     a = Value.cast(a)
     if n >= len(a):
         return a > b
+    if b == (1 << n) - 1:
+        return a[n:] != 0
     return (a[n:] != 0) | (a[:n] > b)
 
 
