@@ -227,7 +227,7 @@ class CommandProcessor(wiring.Component):
 
     # Checks ---------------------------------------------------------------------------------
 
-    def _program(self, cmd) -> dict:
+    def _program(self, cmd, high) -> dict:
         """The checks of every command type, as steps for :meth:`_checker`.
 
         Returns ``{opcodes: steps}`` (command types with the same steps share one
@@ -239,6 +239,74 @@ class CommandProcessor(wiring.Component):
         twice), error ``<space>_range``; or ``("extent", first, rows, stride, amount)``:
         bad when ``first + (rows - 1) * stride + amount`` exceeds the window,
         ``dma_window``.
+
+        Fields ``first``, ``stride`` and ``amount`` come as pairs ``(low bits, any higher
+        bit set)``, cut where every larger value fails the step: a row address or
+        stride at the memory's address width (the window's for an extent), an amount
+        where it would need more rows than the memory has. ``high(lo, hi)`` gives
+        whether command bits ``[lo, hi)`` hold a 1 (the gathering keeps that as a flag,
+        so the command register holds only the low bits)."""
+        c = self._config
+        sp, ac = isa.SPACES["spad"], isa.SPACES["acc"]
+        addr_bits = {sp: c.spad_addr_width, ac: c.acc_addr_width}
+        depth = {sp: c.spad_rows, ac: c.acc_rows}
+        programs = self._steps(cmd)
+        for codes, steps in programs.items():
+            op = isa.opcode(codes[0])
+            v = getattr(cmd, op.name)
+
+            def cut(name, t, op=op, v=v):
+                f = op.field(name)
+                if t >= f.width:
+                    return getattr(v, name), Const(0, 1)
+                return getattr(v, name)[:t], high(f.offset + t, f.offset + f.width)
+
+            # An amount of 2**t or more needs more rows than any space the step names.
+            def amount_bits(space, w):
+                spaces = (space,) if isinstance(space, int) else (sp, ac)
+                per = {s: (w[s == ac] if isinstance(w, tuple) else w) for s in (sp, ac)}
+                return max((depth[s] * per[s]).bit_length() for s in spaces)
+            amounts = {}
+            for s in steps:
+                if s[0] == "fits" and isinstance(s[6], str):
+                    amounts[s[6]] = max(amounts.get(s[6], 0), amount_bits(s[2], s[7]))
+                elif s[0] == "extent" and isinstance(s[4], str):
+                    amounts[s[4]] = max(amounts.get(s[4], 0), c.axi_addr_width)
+            # A field that an unconditional earlier step reads as an amount fails there
+            # if it is larger: later steps read it only that wide as a row count.
+            bounded = {}
+            out = []
+            for s in steps:
+                if s[0] == "flags":
+                    out.append(("flags", [(bad(lambda n: cut(n, amounts[n])) if callable(bad)
+                                           else bad, e) for bad, e in s[1]]))
+                    continue
+                if s[0] == "fits":
+                    _, g, space, first, rows, stride, amount, w, h = s
+                    t = addr_bits.get(space, max(addr_bits.values())) \
+                        if isinstance(space, int) else max(addr_bits.values())
+                else:
+                    _, first, rows, stride, amount = s
+                    t = c.axi_addr_width
+                first = cut(first, t)
+                stride = cut(stride, t) if isinstance(stride, str) else stride
+                amount_name = amount
+                amount = cut(amount, amounts[amount]) if isinstance(amount, str) else amount
+                if isinstance(rows, str):
+                    rows = (cut(rows, bounded[rows])[0] if rows in bounded
+                            else getattr(v, rows))
+                if s[0] == "fits":
+                    out.append(("fits", g, space, first, rows, stride, amount, w, h))
+                    if isinstance(g, int) and g and isinstance(amount_name, str):
+                        bounded.setdefault(amount_name, amounts[amount_name])
+                else:
+                    out.append(("extent", first, rows, stride, amount))
+            programs[codes] = out
+        return programs
+
+    def _steps(self, cmd) -> dict:
+        """The steps of :meth:`_program` with fields named (strings) rather than cut;
+        a flag may be a function of ``cut(name)``, the cut pair of an amount field.
 
         The order of the checks is the order :class:`intformer.sw.commands.Checker`
         documents; that class is the reference the tests compare with."""
@@ -264,52 +332,55 @@ class CommandProcessor(wiring.Component):
                 flags.append(((v.rows == 0) | (v.row_bytes == 0), "zero_length"))
                 tr = is_load & v.transpose
                 L = c.spad_row_bytes
-                flags.append((tr & ((v.space != sp) | (v.rows > L) | (v.row_bytes > L)),
+                flags.append((tr & ((v.space != sp) | _above(v.rows, L) | _above(v.row_bytes, L)),
                               "bad_shape"))
                 steps += [
-                    ("fits", ~tr, v.space, v.loc, v.rows, v.loc_stride, v.row_bytes,
+                    ("fits", ~tr, v.space, "loc", "rows", "loc_stride", "row_bytes",
                      (c.spad_row_bytes, c.acc_row_bytes), False),
-                    ("fits", tr, sp, v.loc, v.row_bytes, v.loc_stride, 1, 1, False),
-                    ("extent", v.dram, v.rows, v.dram_stride, v.row_bytes),
+                    ("fits", tr, sp, "loc", "row_bytes", "loc_stride", 1, 1, False),
+                    ("extent", "dram", "rows", "dram_stride", "row_bytes"),
                 ]
             elif op.name == "gemm":
                 R, C = c.array_rows, c.array_cols
-                flags.append(((v.m == 0) | (v.k == 0) | (v.n == 0), "zero_length"))
+
+                def zero(cut, v=v):
+                    return (v.m == 0) | Cat(*((cut(n)[0] == 0) & ~cut(n)[1] for n in "kn")).any()
+                flags.append((zero, "zero_length"))
                 steps += [
-                    ("fits", 1, sp, v.a, v.m, v.a_stride, v.k, R, False),
-                    ("fits", 1, sp, v.b, v.k, v.b_stride, v.n, C, False),
-                    ("fits", 1, ac, v.c, v.m, v.c_stride, v.n, C, False),
-                    ("fits", v.requant, sp, v.d, v.m, v.d_stride, v.n, C, False),
-                    ("fits", v.use_bias, ac, v.bias, 1, 0, v.n, C, False),
-                    ("fits", v.requant & v.per_channel, ac, v.scale, 1, 0, v.n, C, False),
+                    ("fits", 1, sp, "a", "m", "a_stride", "k", R, False),
+                    ("fits", 1, sp, "b", "k", "b_stride", "n", C, False),
+                    ("fits", 1, ac, "c", "m", "c_stride", "n", C, False),
+                    ("fits", v.requant, sp, "d", "m", "d_stride", "n", C, False),
+                    ("fits", v.use_bias, ac, "bias", 1, 0, "n", C, False),
+                    ("fits", v.requant & v.per_channel, ac, "scale", 1, 0, "n", C, False),
                 ]
             elif op.name == "requant":
                 flags.append((v.rows == 0, "zero_length"))
                 steps += [
-                    ("fits", 1, ac, v.src, 1, 0, v.rows, 1, False),
-                    ("fits", 1, sp, v.dst, v.rows, v.dst_stride, 1, 1, False),
-                    ("fits", v.per_channel, ac, v.scale, 1, 0, 1, 1, False),
+                    ("fits", 1, ac, "src", 1, 0, "rows", 1, False),
+                    ("fits", 1, sp, "dst", "rows", "dst_stride", 1, 1, False),
+                    ("fits", v.per_channel, ac, "scale", 1, 0, 1, 1, False),
                 ]
             elif op.name in _VECTOR_OPS:
                 flags += [((v.rows == 0) | (v.length == 0), "zero_length"),
-                          (v.length > c.vector_max_row, "bad_shape")]
+                          (_above(v.length, c.vector_max_row), "bad_shape")]
                 elems = (c.spad_row_bytes, c.array_cols)
-                steps.append(("fits", 1, v.src_space, v.src, v.rows, v.src_stride, v.length,
+                steps.append(("fits", 1, v.src_space, "src", "rows", "src_stride", "length",
                               elems, False))
                 if op.name == "residual":
-                    steps.append(("fits", 1, v.src2_space, v.src2, v.rows, v.src2_stride,
-                                  v.length, elems, False))
+                    steps.append(("fits", 1, v.src2_space, "src2", "rows", "src2_stride",
+                                  "length", elems, False))
                 elif op.name == "layernorm":
                     # gamma then beta: two rows of ceil(length / e) local rows each.
-                    steps.append(("fits", 1, v.src2_space, v.src2, 1, 0, v.length, elems,
+                    steps.append(("fits", 1, v.src2_space, "src2", 1, 0, "length", elems,
                                   True))
-                steps.append(("fits", 1, v.dst_space, v.dst, v.rows, v.dst_stride, v.length,
+                steps.append(("fits", 1, v.dst_space, "dst", "rows", "dst_stride", "length",
                               elems, False))
             elif op.name == "set_const":
-                flags.append((v.index >= isa.N_CONSTANTS, "bad_constant"))
+                flags.append((_above(v.index, isa.N_CONSTANTS - 1), "bad_constant"))
         return programs
 
-    def _checker(self, m: Module, cmd, window_size, active):
+    def _checker(self, m: Module, cmd, window_size, active, high):
         """Run the checks of the command view ``cmd`` one step at a time while ``active``
         (from its rise to ``done``); returns (done pulse, error code, queue index).
 
@@ -322,7 +393,7 @@ class CommandProcessor(wiring.Component):
         largest limit needs (:attr:`axi_addr_width` or a memory's address width, plus
         one), beyond which it saturates."""
         c = self._config
-        programs = self._program(cmd)
+        programs = self._program(cmd, high)
         code = cmd.header.opcode
         queue = Signal(2)
         with m.Switch(code):
@@ -330,7 +401,16 @@ class CommandProcessor(wiring.Component):
                 codes = [op.code for op in isa.OPCODES.values() if op.queue == q]
                 with m.Case(*codes):
                     m.d.comb += queue.eq(i)
-        widths = {"first": 32, "rows": 16, "stride": 20, "amount": 16}
+        # Each operand as wide as its widest (cut) source.
+        widths = {"first": 1, "rows": 1, "stride": 1, "amount": 1}
+        for steps in programs.values():
+            for s in steps:
+                if s[0] != "flags":
+                    vals = s[3:7] if s[0] == "fits" else s[1:5]
+                    for name, v in zip(widths, vals, strict=True):
+                        v = v[0] if isinstance(v, tuple) else v
+                        if not isinstance(v, int):
+                            widths[name] = max(widths[name], len(Value.cast(v)))
         # An extent check is a range check of the window with one byte per row.
         per_rows = sorted({w for steps in programs.values() for s in steps if s[0] == "fits"
                            for w in (s[7] if isinstance(s[7], tuple) else (s[7],))}
@@ -349,6 +429,8 @@ class CommandProcessor(wiring.Component):
         half = Signal()
         wsel = Signal(range(len(per_rows)))
         ops = {name: Signal(w, name=f"check_{name}") for name, w in widths.items()}
+        # Whether the operand's field has bits set above those in ops.
+        bigs = {name: Signal(name=f"check_{name}_big") for name in widths}
 
         def set_flags(flags):
             with m.If(flags[0][0]):
@@ -368,11 +450,13 @@ class CommandProcessor(wiring.Component):
 
         def operands(*values):
             for name, v in zip(widths, values, strict=True):
+                v, big = v if isinstance(v, tuple) else (v, Const(0, 1))
                 v = Const(v, widths[name]) if isinstance(v, int) else Value.cast(v)
                 key = repr(v)
                 if key not in sources[name]:
-                    sources[name][key] = (v, Signal(name=f"check_{name}_{len(sources[name])}"))
-                m.d.comb += sources[name][key][1].eq(1)
+                    sources[name][key] = (v, big,
+                                          Signal(name=f"check_{name}_{len(sources[name])}"))
+                m.d.comb += sources[name][key][2].eq(1)
 
         with m.Switch(code):
             for codes, steps in programs.items():
@@ -400,11 +484,12 @@ class CommandProcessor(wiring.Component):
                 m.d.comb += [is_flags.eq(1), last.eq(1), flags_err.eq(_err("unknown_opcode"))]
 
         for name, srcs in sources.items():
-            terms = [Mux(en, v, 0) for v, en in srcs.values()]
+            terms = [Mux(en, v, 0) for v, _, en in srcs.values()]
             acc = terms[0]
             for t in terms[1:]:
                 acc = acc | t
-            m.d.comb += ops[name].eq(acc)
+            m.d.comb += [ops[name].eq(acc),
+                         bigs[name].eq(Cat(*(en & big for _, big, en in srcs.values())).any())]
 
         # first + (rows - 1) * stride, least significant multiplier bit first, summed onto
         # first; rows of 1 take no step. rows == 0 is a zero_length error, found before any
@@ -412,11 +497,17 @@ class CommandProcessor(wiring.Component):
         # them: every limit is below 2**pw (a window of axi_addr_width bits, a memory of
         # at most 2**(address width) rows), so an operand that far is out of range. Sums
         # never exceed 33 bits (a 32-bit offset plus a 12-bit row count times a 20-bit
-        # stride, or 16-bit local fields), so 33 bits need no ``over``.
+        # stride, or 16-bit local fields), so 33 bits need no ``over``. ``over`` starts
+        # set when ``first`` has bits above its cut (see _program), and an added multiple
+        # of a stride with bits above its cut sets it: beyond the cut the step fails.
         assert all(isa.OPCODES[name].field("rows").width + isa.OPCODES[name]
                    .field("dram_stride").width <= 32 for name in ("load", "store"))
         pw = min(33, max(c.axi_addr_width, c.spad_addr_width + 1, c.acc_addr_width + 1))
+        # The multiplier rows - 1, decremented bit by bit as it is shifted out: it is
+        # mplier - borrow, borrow set while the bits shifted out were all 0.
         mplier = Signal(widths["rows"])
+        borrow = Signal()
+        mbit = mplier[0] ^ borrow
         mcand = Signal(pw)
         mcand_over = Signal()        # mcand has lost set bits off its top
         prod = Signal(pw)
@@ -426,8 +517,9 @@ class CommandProcessor(wiring.Component):
         # Room left after the operand's last row start (negative: none), as in the
         # reference: depth - first - (rows - 1) * stride.
         end = prod
-        r = Signal(signed(pw + 3))
-        r2 = Signal(signed(pw + 3))
+        # window_size is below 2**axi_addr_width <= 2**pw, a depth at most 2**(pw - 1).
+        r = Signal(signed(pw + 1))
+        r2 = Signal(signed(pw + 1))
         m.d.comb += [
             r.eq(Mux(is_ext, window_size,
                      Mux(space == isa.SPACES["acc"], c.acc_rows, c.spad_rows)) - end),
@@ -440,7 +532,7 @@ class CommandProcessor(wiring.Component):
         # the shift; one comparator serves every such w.
         fits_ok = Signal()
         aw_ = widths["amount"]
-        positive = ~over & ~r2[-1] & (r2 != 0)
+        positive = ~over & ~r2[-1] & (r2 != 0) & ~bigs["amount"]
         limit = Signal(aw_)
         beyond = Signal()
         with m.Switch(wsel):
@@ -487,13 +579,14 @@ class CommandProcessor(wiring.Component):
                     m.d.sync += k.eq(k + 1)
             with m.Elif(~loaded):
                 m.d.sync += [loaded.eq(1),
-                             prod.eq(ops["first"]), over.eq(ops["first"][pw:] != 0),
-                             mcand.eq(ops["stride"]), mcand_over.eq(ops["stride"][pw:] != 0),
-                             mplier.eq(Mux(ops["rows"] == 0, 0, ops["rows"] - 1))]
-            with m.Elif(mplier != 0):
-                with m.If(mplier[0]):
+                             prod.eq(ops["first"]), over.eq(bigs["first"]),
+                             mcand.eq(ops["stride"]), mcand_over.eq(bigs["stride"]),
+                             mplier.eq(ops["rows"]), borrow.eq(ops["rows"] != 0)]
+            with m.Elif((mplier[1:] != 0) | mbit):
+                with m.If(mbit):
                     m.d.sync += [prod.eq(total), over.eq(over | total[pw] | mcand_over)]
                 m.d.sync += [mcand.eq(mcand << 1), mplier.eq(mplier >> 1),
+                             borrow.eq(borrow & ~mplier[0]),
                              mcand_over.eq(mcand_over | mcand[pw - 1])]
             with m.Elif(bad):
                 finish(err)
@@ -539,14 +632,16 @@ class CommandProcessor(wiring.Component):
         outstanding = Signal(range(depth + 1))  # commands of the job not yet assembled
         awaiting = Signal()                     # a job is requested and has not reported
         req_pending = Signal()
-        req_count = Signal(16)
+        req_count = Signal(range(chunk + 1))
         committed = Signal(range(depth + 1))    # buffered commands of successful jobs
 
         stop_fetch = aborting | ending | ~running
         can_request = (~awaiting & (to_request != 0) & ~stop_fetch
                        & (fbuf.level + chunk * beats <= depth * beats))
-        count = Signal(16)
-        m.d.comb += count.eq(_min_const(to_request, chunk))
+        # min(to_request, chunk), only as wide as a chunk (a synthesiser does not see
+        # that to_request is small when it is below chunk).
+        count = Signal(range(chunk + 1))
+        m.d.comb += count.eq(Mux(to_request < chunk, to_request[:len(count)], chunk))
         with m.If(can_request):
             m.d.sync += [req_pending.eq(1), awaiting.eq(1), req_count.eq(count),
                          outstanding.eq(count)]
@@ -620,14 +715,35 @@ class CommandProcessor(wiring.Component):
         if beatwise:
             head = Signal(CB)
             gathered = Signal(range(beats))    # beats of the next command taken
+            taking = Signal()                  # a beat is taken this cycle
         else:
             head = fbuf.r_data
         cmd = data.View(self._layout, head)
+        # Flags "bits [lo, hi) of the command hold a 1" for the checker, kept while the
+        # command is gathered beat by beat, so that the head holds none of those bits
+        # that only the flag reads.
+        highs = {}
+
+        def high(lo, hi):
+            if (lo, hi) not in highs:
+                highs[lo, hi] = Signal(name=f"high_{lo}_{hi}")
+            return highs[lo, hi]
+
         stage = Signal(2)     # 0 empty, 1 being checked, 2 checked
         chk_err = Signal(8)
         chk_queue = Signal(2)
         chk_done, err_c, queue_c = self._checker(
-            m, cmd, window_size, running & ~aborting & ~ending & (stage == 1))
+            m, cmd, window_size, running & ~aborting & ~ending & (stage == 1), high)
+        for (lo, hi), flag in highs.items():
+            if not beatwise:
+                m.d.comb += flag.eq(head[lo:hi].any())
+                continue
+            seen = []
+            for b in range(lo // W, (hi - 1) // W + 1):
+                a, e = max(lo, b * W) - b * W, min(hi, (b + 1) * W) - b * W
+                seen.append((gathered == b) & fbuf.r_data[a:e].any())
+            with m.If(taking):
+                m.d.sync += flag.eq((flag & (gathered != 0)) | Cat(*seen).any())
         dispatched = Signal(self.count_width)
 
         # Each queue stores only the bits its executor can use (queue_bits).
@@ -650,9 +766,12 @@ class CommandProcessor(wiring.Component):
             with m.If(stage == 0):
                 with m.If((committed != 0) & fbuf.r_rdy):
                     if beatwise:
-                        m.d.comb += fbuf.r_en.eq(1)
-                        m.d.sync += [head.eq(Cat(head[W:], fbuf.r_data)),
-                                     gathered.eq(gathered + 1)]
+                        m.d.comb += [fbuf.r_en.eq(1), taking.eq(1)]
+                        m.d.sync += gathered.eq(gathered + 1)
+                        with m.Switch(gathered):
+                            for b in range(beats):
+                                with m.Case(b):
+                                    m.d.sync += head[b * W:(b + 1) * W].eq(fbuf.r_data)
                         with m.If(gathered == beats - 1):
                             m.d.comb += committed_sub.eq(1)
                             m.d.sync += [gathered.eq(0), stage.eq(1)]
@@ -758,20 +877,30 @@ class CommandProcessor(wiring.Component):
 
         # Control --------------------------------------------------------------------------
         m.d.comb += [self.done.eq(0), self.irq.eq(0)]
+        # The stream lies in the window when base <= cmd_addr and cmd_count * COMMAND_BYTES
+        # <= limit - cmd_addr, that is cmd_count <= (limit - cmd_addr) // COMMAND_BYTES:
+        # one subtraction of address width and a comparison of the count's low bits
+        # (a count with higher bits set cannot fit in the address space).
+        aw = c.axi_addr_width
+        sh = isa.COMMAND_BYTES.bit_length() - 1
+        assert isa.COMMAND_BYTES == 1 << sh and aw > sh
+        size = Signal(aw + 1)       # limit - base, negative (top bit set) if below
+        room = Signal(aw + 1)       # limit - cmd_addr, likewise
+        m.d.comb += [size.eq(self.window_limit - self.window_base),
+                     room.eq(self.window_limit - self.cmd_addr)]
+        empty = size[aw] | (size[:aw] == 0)
+        stream_out = (room[aw] | (self.cmd_count[aw - sh:] != 0)
+                      | (self.cmd_count[:aw - sh] > room[sh:aw]))
         with m.If(self.start & ~self.busy):
-            stream_bytes = self.cmd_count * isa.COMMAND_BYTES
-            size = self.window_limit - self.window_base
             m.d.sync += [
                 running.eq(1), error.eq(0), index.eq(0), dispatched.eq(0), stage.eq(0),
                 next_addr.eq(self.cmd_addr), to_request.eq(self.cmd_count),
-                window_size.eq(_if(self.window_limit > self.window_base, size)),
+                window_size.eq(Mux(empty, 0, size[:aw])),
                 end_irq.eq(0), committed.eq(0),
             ]
             for sig in tokens.values():
                 m.d.sync += sig.eq(0)
-            with m.If((self.cmd_addr < self.window_base)
-                      | (self.cmd_addr + stream_bytes > self.window_limit)
-                      | (self.window_limit <= self.window_base)):
+            with m.If((self.cmd_addr < self.window_base) | stream_out | empty):
                 m.d.sync += [error.eq(_err("dma_window")), aborting.eq(1), to_request.eq(0)]
             with m.Elif(self.cmd_count == 0):
                 m.d.sync += [error.eq(_err("no_end")), aborting.eq(1)]
@@ -908,10 +1037,16 @@ class _Passthrough:
         self.level = Const(0, 1)
 
 
-def _min_const(a, b: int):
-    """``min(a, b)`` for a signal ``a`` and a constant ``b``."""
-    from amaranth.hdl import Mux
-    return Mux(a < b, a, b)
+def _above(a, b: int):
+    """``a > b`` for a signal ``a`` and a constant ``b``: the bits above ``b``'s width
+    take an OR, not a comparator."""
+    n = b.bit_length()
+    a = Value.cast(a)
+    if n >= len(a):
+        return a > b
+    if b == (1 << n) - 1:
+        return a[n:] != 0
+    return (a[n:] != 0) | (a[:n] > b)
 
 
 def _if(cond, value):

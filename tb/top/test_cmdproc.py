@@ -360,6 +360,17 @@ async def run_cmdproc(dut):
                                 window_bytes=0x10000) == "none"
         await tb.run([good, cs.encode("end")])
         bad.append((name, word))
+    # Strides a one-row operand does not use may be as large as their fields; the next
+    # command's small strides are not taken for large ones.
+    words = [cs.encode("store", rows=1, row_bytes=1, dram_stride=(1 << 20) - 1,
+                       loc_stride=(1 << 12) - 1),
+             cs.encode("store", rows=2, row_bytes=1, dram_stride=1, loc_stride=1),
+             cs.encode("gemm", m=1, k=1, n=1, a_stride=0xFFFF, c_stride=0xFFFF,
+                       d_stride=0xFFFF, requant=1),
+             cs.encode("gemm", m=2, k=1, n=1, a_stride=1, c_stride=1, d_stride=1, requant=1),
+             cs.encode("end")]
+    assert tb.expected(words, 0x10000) == ("none", 4)
+    await tb.run(words)
     if not c["has_softmax"]:
         bad.append(("unit_absent", cs.encode("softmax", rows=1, length=1)))
     for pauses in (False, True):
@@ -394,6 +405,13 @@ async def run_cmdproc(dut):
                      expect=("dma_window", 0))
         words = tb.good_stream(3)
         await tb.run(words, addr=0x2008 - cs.bytes * len(words), wbase=0x1000, wlimit=0x2000,
+                     expect=("dma_window", 0))
+        # A count whose bytes wrap the address space, an empty and a reversed window.
+        await tb.run(tb.good_stream(3), addr=0x1000, wbase=0x1000, wlimit=0x2000,
+                     count=3 + (1 << 27), expect=("dma_window", 0))
+        await tb.run(tb.good_stream(3), addr=0x1000, wbase=0x1000, wlimit=0x1000,
+                     count=0, expect=("dma_window", 0))
+        await tb.run(tb.good_stream(3), addr=0x1000, wbase=0x1800, wlimit=0x1000,
                      expect=("dma_window", 0))
         await tb.run(tb.good_stream(5), addr=0x1100, wbase=0x1000, wlimit=0x2000)
         # A bus error while fetching command 5 of a long stream.
