@@ -158,8 +158,9 @@ class CommandProcessor(wiring.Component):
 
     @property
     def max_inflight(self) -> int:
-        """Issued, unfinished commands allowed per queue."""
-        return 4
+        """Issued, unfinished commands allowed per queue: two, as many as any executor
+        holds (the GEMM engine overlaps two commands; the others take one at a time)."""
+        return 2
 
     @property
     def count_width(self) -> int:
