@@ -268,6 +268,42 @@ class _Queue(wiring.Component):
         return m
 
 
+class _Hold(wiring.Component):
+    """Where one burst is in flight at most (``max_outstanding`` 1): the generator's
+    plan itself is the record of the burst in flight, with no copy.
+
+    ``w`` is the generator's ``burst`` stream, ``r`` what the response side sees. A
+    phantom plan passes straight through. A real one is issued (``issue``, one cycle)
+    and is shown on ``r`` from the next cycle on, as a real record whatever the plan's
+    ``phantom`` says meanwhile (a failure found in this burst makes the rest of the
+    job phantom, not this burst). The generator moves on in the cycle the response
+    side takes the record; while a burst is ``issued`` its engine keeps the soft reset
+    from the generator, so that the record stays until the burst is done on the bus.
+    """
+
+    def __init__(self, layout: data.StructLayout):
+        super().__init__({"w": In(stream.Signature(layout)),
+                          "r": Out(stream.Signature(layout)),
+                          "issue": Out(1), "issued": Out(1)})
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        w, r = self.w, self.r
+        plan = w.payload
+        m.d.comb += [
+            self.issue.eq(w.valid & ~plan.phantom & ~self.issued),
+            r.valid.eq(w.valid & (plan.phantom | self.issued)),
+            r.payload.eq(Cat(~self.issued if name == "phantom" else plan[name]
+                             for name, _ in plan.shape())),
+            w.ready.eq(r.valid & r.ready),
+        ]
+        with m.If(self.issue):
+            m.d.sync += self.issued.eq(1)
+        with m.If(r.valid & r.ready):
+            m.d.sync += self.issued.eq(0)
+        return m
+
+
 class _Generator(wiring.Component):
     """Accepts descriptors, checks the window, and plans bursts one per cycle.
 
@@ -504,14 +540,14 @@ class _Engine(_Figures, wiring.Component):
         with m.If(valid & ready):
             m.d.sync += valid.eq(0)
         with m.If(issue):
-            m.d.sync += [valid.eq(1), length.eq(plan.beats - 1)]
+            m.d.sync += valid.eq(1)
         if self._p.queue_depth == 1:
-            # The queue's one record is the burst in flight: the address comes from there,
+            # The held record is the burst in flight: address and length come from there,
             # and the response side takes no response of it before the address is taken.
-            m.d.comb += addr.eq(head.addr >> lb << lb)
+            m.d.comb += [addr.eq(head.addr >> lb << lb), length.eq(head.beats - 1)]
             return ~valid
         with m.If(issue):
-            m.d.sync += addr.eq(plan.addr >> lb << lb)
+            m.d.sync += [addr.eq(plan.addr >> lb << lb), length.eq(plan.beats - 1)]
         return Const(1)
 
 
@@ -537,7 +573,9 @@ class DMAReader(_Engine):
     max_burst : int
         Longest burst in beats, a power of 2; ``max_burst * data_width / 8 <= 4096``.
     max_outstanding : int
-        Bursts in flight at most, 1 to 64.
+        Bursts in flight at most, 1 to 64. With 1, the engine keeps no copy of the
+        burst in flight: the address generator holds its plan until the burst is done
+        (same timing, the next burst is planned when the previous one ends either way).
     rows_width, bytes_width, tag_width : int
         Widths of the descriptor's ``rows``, ``row_bytes`` and ``tag`` fields.
     check_window : bool
@@ -583,10 +621,10 @@ class DMAReader(_Engine):
         bus = self.bus
 
         m.submodules.gen = gen = _Generator(p, write=False)
-        m.submodules.fifo = q = _Queue(
-            p.record(("addr", "beats", "shift", "tail", "extra", "row_end", "job_end",
-                      "phantom", "empty", "refused", "seq", "tag")),
-            depth=p.queue_depth)
+        layout = p.record(("addr", "beats", "shift", "tail", "extra", "row_end", "job_end",
+                           "phantom", "empty", "refused", "seq", "tag"))
+        hold = p.queue_depth == 1
+        m.submodules.fifo = q = _Hold(layout) if hold else _Queue(layout, depth=p.queue_depth)
         m.d.comb += [gen.window_base.eq(self.window_base),
                      gen.window_limit.eq(self.window_limit)]
         self._axi_constants(m, "ar")
@@ -602,18 +640,25 @@ class DMAReader(_Engine):
 
         # Address side: load the AR register and the burst FIFO together.
         plan = gen.burst.payload
-        ar_free = ~bus.arvalid | bus.arready
-        m.d.comb += [
-            gen.burst.ready.eq(q.w.ready & ar_free &
-                               (plan.phantom | (outstanding < p.max_outstanding))),
-            q.w.valid.eq(gen.burst.valid & gen.burst.ready),
-            q.w.payload.eq(_pick(q.w.payload.shape(), plan)),
-            issue.eq(gen.burst.valid & gen.burst.ready & ~plan.phantom),
-            gen.soft_reset.eq(self.soft_reset | aborting),
-        ]
+        if hold:
+            m.d.comb += [
+                q.w.valid.eq(gen.burst.valid), gen.burst.ready.eq(q.w.ready),
+                q.w.payload.eq(_pick(layout, plan)), issue.eq(q.issue),
+                gen.soft_reset.eq((self.soft_reset | aborting) & ~q.issued),
+            ]
+        else:
+            ar_free = ~bus.arvalid | bus.arready
+            m.d.comb += [
+                gen.burst.ready.eq(q.w.ready & ar_free &
+                                   (plan.phantom | (outstanding < p.max_outstanding))),
+                q.w.valid.eq(gen.burst.valid & gen.burst.ready),
+                q.w.payload.eq(_pick(layout, plan)),
+                issue.eq(gen.burst.valid & gen.burst.ready & ~plan.phantom),
+                gen.soft_reset.eq(self.soft_reset | aborting),
+            ]
+            m.d.sync += outstanding.eq(outstanding + issue - complete)
         rec = q.r.payload
         ar_taken = self._address(m, "ar", plan, issue, rec)
-        m.d.sync += outstanding.eq(outstanding + issue - complete)
 
         # Data side.
         beat = Signal(range(p.max_burst))
@@ -669,10 +714,15 @@ class DMAReader(_Engine):
                          st.payload.addr.eq(Mux(failed_now, addr_now, 0)),
                          failed.eq(0)]
 
+        # Only the beat that ends a job needs the status register free.
+        ends_job = last & rec.job_end & ~(rec.row_end & rec.extra)
+        # rready as one continuous assignment (Icarus left one built in the branches
+        # below undefined at time 0 when the record is the generator's plan).
+        m.d.comb += bus.rready.eq(q.r.valid & real & ar_taken &
+                                  (aborting | (~flushing & out_free & (st_free | ~ends_job))))
         step = Signal()
         with m.If(aborting):
             # Take every beat already asked for, drop it; skip phantom records.
-            m.d.comb += bus.rready.eq(q.r.valid & ar_taken & real)
             with m.If(q.r.valid & ar_taken & (rec.phantom | bus.rvalid)):
                 m.d.sync += beat.eq(beat + 1)
                 with m.If(rec.phantom | last):
@@ -694,11 +744,8 @@ class DMAReader(_Engine):
                 m.d.comb += q.r.ready.eq(1)
                 finish_job()
         with m.Elif(q.r.valid):
-            # Only the beat that ends a job needs the status register free.
-            ends_job = last & rec.job_end & ~(rec.row_end & rec.extra)
             room = out_free & (st_free | ~ends_job) & ar_taken
-            m.d.comb += [bus.rready.eq(real & room),
-                         step.eq(room & (rec.phantom | bus.rvalid))]
+            m.d.comb += step.eq(room & (rec.phantom | bus.rvalid))
             with m.If(step):
                 m.d.sync += [prev.eq(bus.rdata), in_row.eq(1), beat.eq(beat + 1),
                              o.payload.eq(value)]
@@ -724,7 +771,7 @@ class DMAReader(_Engine):
         with m.If(aborting):
             m.d.sync += [o.valid.eq(0), st.valid.eq(0)]
         m.d.comb += self.busy.eq(aborting | ~gen.idle | q.r.valid | bus.arvalid | o.valid |
-                                 st.valid | flushing | (outstanding != 0))
+                                 st.valid | flushing | (outstanding != 0 if not hold else 0))
         return m
 
 
@@ -773,13 +820,23 @@ class DMAWriter(_Engine):
 
         m.submodules.gen = gen = _Generator(p, write=True)
         # Every burst record goes to the response side, all but an empty job's to the
-        # data side too; each keeps only the fields it reads.
-        m.submodules.wq = wq = _Queue(
-            p.record(("beats", "lo", "hi", "shift", "extra", "phantom", "seq")),
-            depth=p.queue_depth)
-        m.submodules.bq = bq = _Queue(
-            p.record(("addr", "job_end", "phantom", "refused", "seq", "tag")),
-            depth=p.queue_depth)
+        # data side too; each keeps only the fields it reads. With one burst in flight
+        # at most, both read the generator's plan, held until the response side takes
+        # it (the data side marks it done, w_done, when its last beat is sent).
+        wq_fields = ("beats", "lo", "hi", "shift", "extra", "phantom", "seq")
+        bq_fields = ("addr", "job_end", "phantom", "refused", "seq", "tag")
+        hold = p.queue_depth == 1
+        if hold:
+            m.submodules.bq = hq = _Hold(p.record(wq_fields + bq_fields + ("empty",)))
+            rec = brec = hq.r.payload
+            wq_valid, wq_ready = Signal(), Signal()
+            bq_valid, bq_ready = Signal(), Signal()
+        else:
+            m.submodules.wq = wq = _Queue(p.record(wq_fields), depth=p.queue_depth)
+            m.submodules.bq = bq = _Queue(p.record(bq_fields), depth=p.queue_depth)
+            rec, brec = wq.r.payload, bq.r.payload
+            wq_valid, wq_ready = wq.r.valid, wq.r.ready
+            bq_valid, bq_ready = bq.r.valid, bq.r.ready
         m.d.comb += [gen.window_base.eq(self.window_base),
                      gen.window_limit.eq(self.window_limit)]
         self._axi_constants(m, "aw")
@@ -794,20 +851,38 @@ class DMAWriter(_Engine):
         complete = Signal()
 
         plan = gen.burst.payload
-        aw_free = ~bus.awvalid | bus.awready
-        m.d.comb += [
-            gen.burst.ready.eq(wq.w.ready & bq.w.ready & aw_free &
-                               (plan.phantom | (outstanding < p.max_outstanding))),
-            bq.w.valid.eq(gen.burst.valid & gen.burst.ready),
-            bq.w.payload.eq(_pick(bq.w.payload.shape(), plan)),
-            wq.w.valid.eq(gen.burst.valid & gen.burst.ready & ~plan.empty),
-            wq.w.payload.eq(_pick(wq.w.payload.shape(), plan)),
-            issue.eq(gen.burst.valid & gen.burst.ready & ~plan.phantom),
-            gen.soft_reset.eq(self.soft_reset | aborting),
-        ]
-        brec = bq.r.payload
+        if hold:
+            w_done = Signal()
+            m.d.comb += [
+                hq.w.valid.eq(gen.burst.valid), gen.burst.ready.eq(hq.w.ready),
+                hq.w.payload.eq(_pick(hq.w.payload.shape(), plan)), issue.eq(hq.issue),
+                gen.soft_reset.eq((self.soft_reset | aborting) & ~hq.issued),
+                wq_valid.eq(hq.r.valid & ~rec.empty & ~w_done),
+                # A phantom record leaves once the data side is done with it (at the
+                # latest in this cycle); a real one leaves on its response, which comes
+                # after its last beat.
+                bq_valid.eq(hq.r.valid & (~brec.phantom | brec.empty | w_done |
+                                          (wq_valid & wq_ready))),
+                hq.r.ready.eq(bq_ready),
+            ]
+            with m.If(wq_valid & wq_ready):
+                m.d.sync += w_done.eq(1)
+            with m.If(hq.r.valid & hq.r.ready):
+                m.d.sync += w_done.eq(0)
+        else:
+            aw_free = ~bus.awvalid | bus.awready
+            m.d.comb += [
+                gen.burst.ready.eq(wq.w.ready & bq.w.ready & aw_free &
+                                   (plan.phantom | (outstanding < p.max_outstanding))),
+                bq.w.valid.eq(gen.burst.valid & gen.burst.ready),
+                bq.w.payload.eq(_pick(bq.w.payload.shape(), plan)),
+                wq.w.valid.eq(gen.burst.valid & gen.burst.ready & ~plan.empty),
+                wq.w.payload.eq(_pick(wq.w.payload.shape(), plan)),
+                issue.eq(gen.burst.valid & gen.burst.ready & ~plan.phantom),
+                gen.soft_reset.eq(self.soft_reset | aborting),
+            ]
+            m.d.sync += outstanding.eq(outstanding + issue - complete)
         aw_taken = self._address(m, "aw", plan, issue, brec)
-        m.d.sync += outstanding.eq(outstanding + issue - complete)
 
         # Response side (owns the job's error state).
         failed = Signal()
@@ -831,15 +906,17 @@ class DMAWriter(_Engine):
                             Mux(_refused(brec), DMAError.WINDOW,
                                 Mux(bus.bresp[0], DMAError.DECERR, DMAError.SLVERR)))),
         ]
+        # One continuous assignment: Icarus left a bready built in the branches below
+        # undefined at time 0 when the record is the generator's plan.
+        m.d.comb += bus.bready.eq(bq_valid & breal & aw_taken &
+                                  (aborting | st_free | ~brec.job_end))
         with m.If(aborting):
-            m.d.comb += bus.bready.eq(bq.r.valid & aw_taken & breal)
-            with m.If(bq.r.valid & aw_taken & (brec.phantom | bus.bvalid)):
-                m.d.comb += [bq.r.ready.eq(1), complete.eq(breal)]
-        with m.Elif(bq.r.valid):
+            with m.If(bq_valid & aw_taken & (brec.phantom | bus.bvalid)):
+                m.d.comb += [bq_ready.eq(1), complete.eq(breal)]
+        with m.Elif(bq_valid):
             room = (st_free | ~brec.job_end) & aw_taken
-            m.d.comb += bus.bready.eq(breal & room)
             with m.If(room & (brec.phantom | bus.bvalid)):
-                m.d.comb += [bq.r.ready.eq(1), complete.eq(breal)]
+                m.d.comb += [bq_ready.eq(1), complete.eq(breal)]
                 with m.If(failed_now & ~failed):
                     m.d.sync += [failed.eq(1), fail_code.eq(code_now),
                                  fail_addr.eq(brec.addr), fail_seq.eq(brec.seq)]
@@ -851,7 +928,6 @@ class DMAWriter(_Engine):
                                  failed.eq(0)]
 
         # Data side: realign packed rows onto memory lanes.
-        rec = wq.r.payload
         beat = Signal(range(p.max_burst))
         first = Signal(init=1)
         prev = Signal(W)
@@ -881,19 +957,21 @@ class DMAWriter(_Engine):
         step = Signal()
         with m.If(aborting):
             m.d.comb += i.ready.eq(1)
-            with m.If(wq.r.valid & (rec.phantom | w_free)):
+            with m.If(wq_valid & (rec.phantom | w_free)):
                 with m.If(rec.phantom):
-                    m.d.comb += wq.r.ready.eq(1)
+                    m.d.comb += wq_ready.eq(1)
                 with m.Else():
                     m.d.sync += [bus.wvalid.eq(1), bus.wstrb.eq(0), bus.wlast.eq(last),
                                  beat.eq(beat + 1), first.eq(last)]
                     with m.If(last):
-                        m.d.comb += wq.r.ready.eq(1)
+                        m.d.comb += wq_ready.eq(1)
                         m.d.sync += beat.eq(0)
-            with m.If(~wq.r.valid & ~bq.r.valid & ~bus.awvalid & ~bus.wvalid &
+            with m.If(~wq_valid & ~bq_valid & ~bus.awvalid & ~bus.wvalid &
                       gen.idle):
                 m.d.sync += [aborting.eq(0), failed.eq(0), beat.eq(0), first.eq(1)]
-        with m.Elif(wq.r.valid):
+                if hold:
+                    m.d.sync += w_done.eq(0)
+        with m.Elif(wq_valid):
             room = rec.phantom | w_free
             m.d.comb += [i.ready.eq(room & ~no_input),
                          step.eq(room & (no_input | i.valid))]
@@ -905,15 +983,16 @@ class DMAWriter(_Engine):
                                  bus.wlast.eq(last)]
                 m.d.sync += [beat.eq(beat + 1), first.eq(last)]
                 with m.If(last):
-                    m.d.comb += wq.r.ready.eq(1)
+                    m.d.comb += wq_ready.eq(1)
                     m.d.sync += beat.eq(0)
 
         with m.If(self.soft_reset):
             m.d.sync += [aborting.eq(1), st.valid.eq(0)]
         with m.If(aborting):
             m.d.sync += st.valid.eq(0)
-        m.d.comb += self.busy.eq(aborting | ~gen.idle | wq.r.valid | bq.r.valid |
-                                 bus.awvalid | bus.wvalid | st.valid | (outstanding != 0))
+        m.d.comb += self.busy.eq(aborting | ~gen.idle | wq_valid | bq_valid |
+                                 bus.awvalid | bus.wvalid | st.valid |
+                                 (outstanding != 0 if not hold else 0))
         return m
 
 
