@@ -365,7 +365,7 @@ class StoreExecutor(_Executor):
                             ("acc", self.acc_rd, c.acc_row_bytes)):
             active = Signal(name=f"active_{sp}")
             m.d.comb += active.eq(in_data & (space == isa.SPACES[sp]))
-            self._gearbox(m, port, L, B, active=active, start=start, cmd=cmd, row=row,
+            self._gearbox(m, port, L, B, sp=sp, active=active, start=start, cmd=cmd, row=row,
                           row_base=row_base, beat=beat, chunk=chunk, last_byte=last_byte,
                           stride=stride, stored=stored, row_bytes=row_bytes)
 
@@ -388,9 +388,10 @@ class StoreExecutor(_Executor):
                     m.next = "IDLE"
         return m
 
-    def _gearbox(self, m, port, L, B, *, active, start, cmd, row, row_base, beat, chunk,
+    def _gearbox(self, m, port, L, B, *, sp, active, start, cmd, row, row_base, beat, chunk,
                  last_byte, stride, stored, row_bytes):
-        """Local rows of ``L`` bytes into beats of ``B`` bytes, through ``port``."""
+        """Local rows of ``L`` bytes of memory ``sp`` into beats of ``B`` bytes, through
+        ``port``."""
         asked = Signal(name=f"asked_{L}")      # a read was granted; its data come now
         m.d.sync += asked.eq(0)
         last_beat = beat == last_byte[_log2(B):]
@@ -403,7 +404,8 @@ class StoreExecutor(_Executor):
             # One beat per local row: read ahead through a 3-entry FIFO (one row
             # being sent, one arriving, one asked for), so a granted port gives one
             # beat per cycle. The read side keeps its own row and chunk counters.
-            m.submodules[f"ahead_{L}"] = ahead = fifo.SyncFIFO(width=L * 8, depth=3)
+            # Named by memory: both memories' rows may be as wide as a beat.
+            m.submodules[f"ahead_{sp}"] = ahead = fifo.SyncFIFO(width=L * 8, depth=3)
             rd_row = Signal(_ROWS, name=f"rd_row_{L}")
             rd_base = Signal(len(row_base), name=f"rd_base_{L}")
             rd_chunk = Signal(_ROW_BYTES, name=f"rd_chunk_{L}")

@@ -288,7 +288,10 @@ def _manifest(core, config):
 CONFIGS = {"default": ("default", {}), "tiny": ("tiny", {}),
            "wide_rows": ("default", {"array_rows": 8, "array_cols": 4, "axi_data_width": 128}),
            # GEMM only, packed DSPs, no command queues, 17-bit addresses.
-           "icebreaker": ("icebreaker", {})}
+           "icebreaker": ("icebreaker", {}),
+           # Scratchpad and accumulator rows both as wide as a bus beat (4 bytes): the
+           # store executor reads both memories ahead through a FIFO each.
+           "beat_rows": ("icebreaker", {"array_rows": 4, "array_cols": 1})}
 
 
 @pytest.mark.parametrize("name", [
