@@ -234,7 +234,9 @@ class GemmEngine(wiring.Component):
     kept with them but read per result row of the first K tile, through the
     accumulator read port in place of the accumulator row, so a row that needs both
     (``accumulate`` with ``use_bias``) holds S1 for a second read, a bubble of 1 or 2
-    cycles per such row; and the
+    cycles per such row; there is no S2: S1 writes its row (or feeds the
+    requantizer) in the cycle its accumulator data arrives, one cycle of
+    ``fill_latency`` less; and the
     requantizer takes one lane per cycle, so a requantized row (the last K tile of a
     requantizing command) holds the output stage for ``array_cols`` cycles
     (:attr:`requant_row_cycles`; the INT8 row is assembled before its write), which
@@ -327,8 +329,9 @@ class GemmEngine(wiring.Component):
         """Cycles a command takes beyond one per A row (``M * KT * NT`` rows), without
         port contention and with ``M >= max(3, array_rows)``, INT32 results: the
         command latch and the weight FIFO (3), the first weight tile (``array_rows``),
-        the array (:attr:`array_latency`) and the output stages (2)."""
-        return 5 + self._config.array_rows + self.array_latency
+        the array (:attr:`array_latency`) and the output stages (2; 1 in the small
+        engine)."""
+        return (4 if self.small else 5) + self._config.array_rows + self.array_latency
 
     @property
     def requant_latency(self) -> int:
@@ -650,7 +653,8 @@ class GemmEngine(wiring.Component):
         m.d.comb += front_done.eq(front & ~a_run & ~b_run & k_fsm.ongoing("idle"))
 
         # ---- Output: S0 reads the accumulator row, S1 adds it, S2 adds the bias and
-        # writes the row or hands it to the requantizer.
+        # writes the row or hands it to the requantizer (``small``: S1 adds the bias
+        # row read in place of or after the accumulator row, and writes).
         # Tags do not travel through the array: the results leave it in the order of
         # the A rows, so each row's tag waits in a queue (block RAM) from the cycle its
         # read is granted to the cycle its result leaves the array, and the scratchpad
@@ -671,9 +675,16 @@ class GemmEngine(wiring.Component):
         s1_valid, s1_read = Signal(), Signal()
         s1_sum = Signal(data.ArrayLayout(signed(aw), C))
         s1_tag = Signal(tag_layout)
-        s2_valid = Signal()
-        s2_sum = Signal(data.ArrayLayout(signed(aw), C))
-        s2_tag = Signal(tag_layout)
+        s1_acc2 = Signal()                 # S1 still has to read its accumulator row
+        if small:
+            # No S2: S1 writes its row (or hands it to the requantizer) in the cycle
+            # its accumulator data arrives, or holds it, added up, in ``s1_sum``.
+            s2_valid = s1_valid & ~s1_acc2
+            s2_tag = s1_tag
+        else:
+            s2_valid = Signal()
+            s2_sum = Signal(data.ArrayLayout(signed(aw), C))
+            s2_tag = Signal(tag_layout)
         s2_done = Signal()
         s2_free = ~s2_valid | s2_done
 
@@ -695,15 +706,14 @@ class GemmEngine(wiring.Component):
         # before it, S1 then holding the row for a second read, of its accumulator
         # row, once S2 is free or writes (the memory holds off a read of a row written
         # in the same cycle). ``o_bias`` is the bias row of S0's N tile.
-        s1_acc2 = Signal()                 # S1 still has to read its accumulator row
-        s1_moves = s1_valid & s2_free & ~s1_acc2
+        s1_moves = s2_done if small else s1_valid & s2_free & ~s1_acc2
         s1_free = ~s1_valid | s1_moves
         if small:
             o_bias = Signal(self._acc_aw)
             o_bias_row = o_tag.first & cmd.use_bias
             need_read = o_tag.from_acc | o_bias_row
-            wait = o_tag.from_acc & ~o_bias_row & fwd_s2
-            s1_rd2 = s1_acc2 & (~s2_valid | s2_done)
+            wait = o_tag.from_acc & ~o_bias_row & match1
+            s1_rd2 = s1_acc2
             with m.If(start):
                 m.d.sync += o_bias.eq(self.cmd.payload.bias)
             with m.Elif(array.o.valid & array.o.ready & o_tag.pop):
@@ -757,21 +767,21 @@ class GemmEngine(wiring.Component):
         if small:
             with m.If(s1_rd2 & self.acc_rd.grant):
                 m.d.sync += [s1_read.eq(1), s1_acc2.eq(0)]
-        with m.If(s2_done):
-            m.d.sync += s2_valid.eq(0)
-        with m.If(s1_moves):
-            m.d.sync += [s2_valid.eq(1), s2_sum.eq(s1_total), s2_tag.eq(s1_tag)]
+        if not small:
+            with m.If(s2_done):
+                m.d.sync += s2_valid.eq(0)
+            with m.If(s1_moves):
+                m.d.sync += [s2_valid.eq(1), s2_sum.eq(s1_total), s2_tag.eq(s1_tag)]
 
         # The constant entry's bias is 0 when the command has none (``small``: S1 has
         # added it).
-        for j in range(C):
-            if small:
+        if small:
+            s2_total = s1_total
+        for j in range(C if not small else 0):
+            with m.If(s2_tag.first):
+                m.d.comb += s2_total[j].eq(s2_sum[j] + head.bias[j])
+            with m.Else():
                 m.d.comb += s2_total[j].eq(s2_sum[j])
-            else:
-                with m.If(s2_tag.first):
-                    m.d.comb += s2_total[j].eq(s2_sum[j] + head.bias[j])
-                with m.Else():
-                    m.d.comb += s2_total[j].eq(s2_sum[j])
         m.submodules.requant = rq = self._requant
         to_rq = s2_valid & head_full & ~writes_acc(s2_tag)
         to_acc = s2_valid & head_full & writes_acc(s2_tag)
