@@ -706,7 +706,7 @@ class GemmEngine(wiring.Component):
         # before it, S1 then holding the row for a second read, of its accumulator
         # row, once S2 is free or writes (the memory holds off a read of a row written
         # in the same cycle). ``o_bias`` is the bias row of S0's N tile.
-        s1_moves = s2_done if small else s1_valid & s2_free & ~s1_acc2
+        s1_moves = s2_done if small else s1_valid & s2_free
         s1_free = ~s1_valid | s1_moves
         if small:
             o_bias = Signal(self._acc_aw)
