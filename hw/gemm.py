@@ -233,7 +233,7 @@ class GemmEngine(wiring.Component):
     previous N tile's last row has left (up to 5 cycles per N tile); the bias is not
     kept with them but read per result row of the first K tile, through the
     accumulator read port in place of the accumulator row, so a row that needs both
-    (``accumulate`` with ``use_bias``) holds S1 for a second read, a bubble of 1 or 2
+    (``accumulate`` with ``use_bias``) holds S1 for a second read, a bubble of 1
     cycles per such row; there is no S2: S1 writes its row (or feeds the
     requantizer) in the cycle its accumulator data arrives, one cycle of
     ``fill_latency`` less; and the
