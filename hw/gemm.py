@@ -184,9 +184,9 @@ def _tag_queue(m: Module, name: str, shape, depth: int, push, w_data, pop):
 
 
 class _Consts(data.StructLayout):
-    def __init__(self, lanes: int, acc_width: int, mult_width: int):
+    def __init__(self, lanes: int, acc_width: int, mult_width: int, bias: bool = True):
         super().__init__({
-            "bias": data.ArrayLayout(signed(acc_width), lanes),
+            **({"bias": data.ArrayLayout(signed(acc_width), lanes)} if bias else {}),
             "mult": data.ArrayLayout(unsigned(mult_width), lanes),
             "shift": data.ArrayLayout(unsigned(SHIFT_WIDTH), lanes),
         })
@@ -230,7 +230,13 @@ class GemmEngine(wiring.Component):
     in the output stages still has to write (``M`` smaller than 3 with K over
     several tiles) waits for that write, a bubble of up to 3 cycles, instead of
     taking the value from the stages; each N tile's constants are read once the
-    previous N tile's last row has left (up to 5 cycles per N tile); and the
+    previous N tile's last row has left (up to 5 cycles per N tile); the bias is not
+    kept with them but read per result row of the first K tile, through the
+    accumulator read port in place of the accumulator row, so a row that needs both
+    (``accumulate`` with ``use_bias``) holds S1 for a second read, a bubble of 1
+    cycles per such row; there is no S2: S1 writes its row (or feeds the
+    requantizer) in the cycle its accumulator data arrives, one cycle of
+    ``fill_latency`` less; and the
     requantizer takes one lane per cycle, so a requantized row (the last K tile of a
     requantizing command) holds the output stage for ``array_cols`` cycles
     (:attr:`requant_row_cycles`; the INT8 row is assembled before its write), which
@@ -309,7 +315,8 @@ class GemmEngine(wiring.Component):
     def small(self) -> bool:
         """The small engine (arrays of at most :data:`SMALL_ARRAY_PES` PEs): commands do
         not overlap, a row waits for its accumulator row instead of taking it from
-        the output stages, and there is one entry of N-tile constants."""
+        the output stages, there is one entry of N-tile constants, and the bias row
+        is read per result row."""
         return self._config.array_rows * self._config.array_cols <= SMALL_ARRAY_PES
 
     @property
@@ -322,8 +329,9 @@ class GemmEngine(wiring.Component):
         """Cycles a command takes beyond one per A row (``M * KT * NT`` rows), without
         port contention and with ``M >= max(3, array_rows)``, INT32 results: the
         command latch and the weight FIFO (3), the first weight tile (``array_rows``),
-        the array (:attr:`array_latency`) and the output stages (2)."""
-        return 5 + self._config.array_rows + self.array_latency
+        the array (:attr:`array_latency`) and the output stages (2; 1 in the small
+        engine)."""
+        return (4 if self.small else 5) + self._config.array_rows + self.array_latency
 
     @property
     def requant_latency(self) -> int:
@@ -565,7 +573,9 @@ class GemmEngine(wiring.Component):
         # last row leaves (a FIFO would need a third copy to assemble in).
         # With ``small`` there is one entry: the next N tile's constants are read when
         # the last row of the current one has left.
-        consts = _Consts(C, aw, mw)
+        # With ``small`` the entry holds no bias: the output stages read the bias row
+        # per result row (see below).
+        consts = _Consts(C, aw, mw, bias=not small)
         k_pop = Signal()
         if small:
             head = tail = Signal(consts)
@@ -599,21 +609,26 @@ class GemmEngine(wiring.Component):
                                  k_nrem.eq(self.cmd.payload.n)]
                     m.next = "bias"
             with m.State("bias"):
-                with m.If(~tail_full):
-                    for j in range(C):
-                        m.d.sync += tail.bias[j].eq(0)
-                        if not small:
-                            m.d.sync += [tail.mult[j].eq(cmd.mult), tail.shift[j].eq(cmd.shift)]
-                    m.d.comb += [self.const_rd.addr.eq(k_bias_ptr),
-                                 self.const_rd.en.eq(cmd.use_bias & ~const_hazard)]
-                    with m.If(~cmd.use_bias):
+                if small:
+                    # Only waits for the entry to be free.
+                    with m.If(~tail_full):
                         m.next = "scale"
-                    with m.Elif(self.const_rd.grant):
-                        m.next = "bias_data"
-            with m.State("bias_data"):
-                for j in range(C):
-                    m.d.sync += tail.bias[j].eq(self.const_rd.data.word_select(j, lb)[:aw])
-                m.next = "scale"
+                else:
+                    with m.If(~tail_full):
+                        for j in range(C):
+                            m.d.sync += [tail.bias[j].eq(0), tail.mult[j].eq(cmd.mult),
+                                         tail.shift[j].eq(cmd.shift)]
+                        m.d.comb += [self.const_rd.addr.eq(k_bias_ptr),
+                                     self.const_rd.en.eq(cmd.use_bias & ~const_hazard)]
+                        with m.If(~cmd.use_bias):
+                            m.next = "scale"
+                        with m.Elif(self.const_rd.grant):
+                            m.next = "bias_data"
+            if not small:
+                with m.State("bias_data"):
+                    for j in range(C):
+                        m.d.sync += tail.bias[j].eq(self.const_rd.data.word_select(j, lb)[:aw])
+                    m.next = "scale"
             with m.State("scale"):
                 m.d.comb += [self.const_rd.addr.eq(k_scale_ptr),
                              self.const_rd.en.eq(want_scale & ~const_hazard)]
@@ -638,7 +653,8 @@ class GemmEngine(wiring.Component):
         m.d.comb += front_done.eq(front & ~a_run & ~b_run & k_fsm.ongoing("idle"))
 
         # ---- Output: S0 reads the accumulator row, S1 adds it, S2 adds the bias and
-        # writes the row or hands it to the requantizer.
+        # writes the row or hands it to the requantizer (``small``: S1 adds the bias
+        # row read in place of or after the accumulator row, and writes).
         # Tags do not travel through the array: the results leave it in the order of
         # the A rows, so each row's tag waits in a queue (block RAM) from the cycle its
         # read is granted to the cycle its result leaves the array, and the scratchpad
@@ -659,9 +675,16 @@ class GemmEngine(wiring.Component):
         s1_valid, s1_read = Signal(), Signal()
         s1_sum = Signal(data.ArrayLayout(signed(aw), C))
         s1_tag = Signal(tag_layout)
-        s2_valid = Signal()
-        s2_sum = Signal(data.ArrayLayout(signed(aw), C))
-        s2_tag = Signal(tag_layout)
+        s1_acc2 = Signal()                 # S1 still has to read its accumulator row
+        if small:
+            # No S2: S1 writes its row (or hands it to the requantizer) in the cycle
+            # its accumulator data arrives, or holds it, added up, in ``s1_sum``.
+            s2_valid = s1_valid & ~s1_acc2
+            s2_tag = s1_tag
+        else:
+            s2_valid = Signal()
+            s2_sum = Signal(data.ArrayLayout(signed(aw), C))
+            s2_tag = Signal(tag_layout)
         s2_done = Signal()
         s2_free = ~s2_valid | s2_done
 
@@ -678,19 +701,36 @@ class GemmEngine(wiring.Component):
         match2 = s2_valid & writes_acc(s2_tag) & (s2_tag.c_row == o_tag.c_row)
         fwd_s2 = match1 | (match2 & ~s2_done)
         fwd_reg = ~match1 & match2 & s2_done
-        s1_moves = s1_valid & s2_free
+        # With ``small`` the bias row of a first-K-tile row is read through ``acc_rd``
+        # per row: at S0, in place of the accumulator row, or with ``accumulate``
+        # before it, S1 then holding the row for a second read, of its accumulator
+        # row, once S2 is free or writes (the memory holds off a read of a row written
+        # in the same cycle). ``o_bias`` is the bias row of S0's N tile.
+        s1_moves = s2_done if small else s1_valid & s2_free
         s1_free = ~s1_valid | s1_moves
         if small:
-            need_read = o_tag.from_acc
-            wait = need_read & fwd_s2
+            o_bias = Signal(self._acc_aw)
+            o_bias_row = o_tag.first & cmd.use_bias
+            need_read = o_tag.from_acc | o_bias_row
+            wait = o_tag.from_acc & ~o_bias_row & match1
+            s1_rd2 = s1_acc2
+            with m.If(start):
+                m.d.sync += o_bias.eq(self.cmd.payload.bias)
+            with m.Elif(array.o.valid & array.o.ready & o_tag.pop):
+                m.d.sync += o_bias.eq(o_bias + 1)
+            with m.If(s1_acc2):
+                m.d.comb += [self.acc_rd.addr.eq(s1_tag.c_row), self.acc_rd.en.eq(s1_rd2)]
+            with m.Else():
+                m.d.comb += [self.acc_rd.addr.eq(Mux(o_bias_row, o_bias, o_tag.c_row)),
+                             self.acc_rd.en.eq(array.o.valid & need_read & s1_free & ~wait)]
         else:
             need_read = o_tag.from_acc & ~fwd_s2 & ~fwd_reg
             wait = 0
-        m.d.comb += [
-            self.acc_rd.addr.eq(o_tag.c_row),
-            self.acc_rd.en.eq(array.o.valid & need_read & s1_free & ~wait),
-            array.o.ready.eq(s1_free & ~wait & (~need_read | self.acc_rd.grant)),
-        ]
+            m.d.comb += [
+                self.acc_rd.addr.eq(o_tag.c_row),
+                self.acc_rd.en.eq(array.o.valid & need_read & s1_free & ~wait),
+            ]
+        m.d.comb += array.o.ready.eq(s1_free & ~wait & (~need_read | self.acc_rd.grant))
         s1_fwd_s2 = Signal()
         s1_fwd_reg = Signal()
         s1_fwd = Signal(data.ArrayLayout(signed(aw), C))
@@ -722,13 +762,22 @@ class GemmEngine(wiring.Component):
             if not small:
                 m.d.sync += [s1_fwd_s2.eq(o_tag.from_acc & fwd_s2),
                              s1_fwd_reg.eq(o_tag.from_acc & fwd_reg), s1_fwd.eq(s2_total)]
-        with m.If(s2_done):
-            m.d.sync += s2_valid.eq(0)
-        with m.If(s1_moves):
-            m.d.sync += [s2_valid.eq(1), s2_sum.eq(s1_total), s2_tag.eq(s1_tag)]
+            else:
+                m.d.sync += s1_acc2.eq(o_tag.from_acc & o_bias_row)
+        if small:
+            with m.If(s1_rd2 & self.acc_rd.grant):
+                m.d.sync += [s1_read.eq(1), s1_acc2.eq(0)]
+        if not small:
+            with m.If(s2_done):
+                m.d.sync += s2_valid.eq(0)
+            with m.If(s1_moves):
+                m.d.sync += [s2_valid.eq(1), s2_sum.eq(s1_total), s2_tag.eq(s1_tag)]
 
-        # The constant entry's bias is 0 when the command has none.
-        for j in range(C):
+        # The constant entry's bias is 0 when the command has none (``small``: S1 has
+        # added it).
+        if small:
+            s2_total = s1_total
+        for j in range(C if not small else 0):
             with m.If(s2_tag.first):
                 m.d.comb += s2_total[j].eq(s2_sum[j] + head.bias[j])
             with m.Else():
