@@ -270,6 +270,8 @@ CONFIGS = {
     "3x5": dict(array_rows=3, array_cols=5, spad_bytes=40960, acc_bytes=20480),
     # two PEs per SB_MAC16 (Yosys's model)
     "4x4_packed": dict(array_rows=4, array_cols=4, dsp_packing=True),
+    # the icebreaker array: one column, one SB_MAC16, one accumulator bank
+    "2x1_packed": dict(array_rows=2, array_cols=1, dsp_packing=True, acc_banks=1),
 }
 
 
@@ -295,6 +297,7 @@ def _run(sim, name, shapes=SHAPES):
     pytest.param("8x4", marks=pytest.mark.icarus_only),
     "8x8",
     "4x4_packed",
+    pytest.param("2x1_packed", marks=pytest.mark.icarus_only),
 ])
 def test_gemm(sim, name):
     _run(sim, name)

@@ -69,16 +69,20 @@ def test_top_resources(tmp_path):
 
 @pytest.mark.slow
 def test_icebreaker_top_on_ice40(tmp_path):
-    """The icebreaker preset's whole accelerator against the iCE40UP5K: its multipliers
-    and memories fit (8 SB_MAC16, 30 EBR); its logic does not yet (5280 logic cells), so
-    the LUT and FF figures are held near what they were measured at (5,849 and 3,305) to
-    catch growth. A few minutes of Yosys."""
-    proc = cli("synth", "--preset", "icebreaker", "--target", "ice40", "--no-pnr", "--json",
+    """The icebreaker preset's whole accelerator places and routes on the iCE40UP5K
+    (with the I/O wrapper): its logic cells, multipliers and memories fit, and nextpnr
+    reports an Fmax. LUT and FF are held near their measured figures (3,949 and 1,944) to
+    catch growth. Several minutes of Yosys and nextpnr."""
+    proc = cli("synth", "--preset", "icebreaker", "--target", "ice40", "--json",
                "--out", tmp_path)
     assert proc.returncode == 0, proc.stderr
     r = json.loads(proc.stdout)
-    assert r["dsp"] <= 8 and r["bram"] <= 30, r
-    assert r["lut"] <= 6000 and r["ff"] <= 3400, r
+    assert r["device"] == "up5k" and r["pnr_mode"] == "I/O wrapper", r
+    for kind in ("ICESTORM_LC", "ICESTORM_DSP", "ICESTORM_RAM"):
+        use = r["utilization"][kind]
+        assert use["used"] <= use["available"], (kind, use)
+    assert r["fmax_mhz"] > 5, r
+    assert r["lut"] <= 4100 and r["ff"] <= 2050, r
 
 
 def test_xilinx_table_for_one_block(tmp_path):
