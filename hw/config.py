@@ -338,18 +338,18 @@ PRESETS: dict[str, tuple[Config, str]] = {
             spad_bytes=4096, acc_bytes=4096, acc_banks=1, vector_lanes=2, vector_max_row=32,
             has_softmax=False, has_gelu=False, has_layernorm=False, has_residual=False,
             has_requant=False, perf_counters=False, cmd_queue_depth=0, dep_queue_depth=1),
-        # Measured with `intformer synth --preset icebreaker --target ice40` (and
-        # --breakdown for the blocks, hierarchy kept): the GEMM engine ~2.3k LUT, 1.7k FF
-        # and all 6 DSPs (2 in the array, 4 in its requantizer); the command processor
-        # ~1.5k LUT, 0.7k FF; the DMA engines ~0.95k LUT, 0.6k FF; the load and store
-        # executors ~0.7k LUT, 0.4k FF. nextpnr packs the whole into 8,092 logic cells
-        # (with its I/O wrapper) of the UP5K's 5,280. 128 KB of address space (the UP5K's
-        # SPRAM is the memory a board gives the DMA), no command
+        # Measured with `intformer synth --preset icebreaker --target ice40`: placed and
+        # routed on the UP5K with its I/O wrapper in 5,151 of 5,280 logic cells (3,949
+        # LUT, 1,944 FF after synthesis), 3 of 8 SB_MAC16 (1 in the array, 2 in the GEMM
+        # engine's lane-serial requantizer), 20 of 30 EBR, Fmax 17.9 MHz. The same with a
+        # 2x2 array needs 5,472 cells, 4x1 5,848. 128 KB of address space (the UP5K's
+        # SPRAM is the memory a board gives the DMA), one accumulator bank, no command
         # queues, no standalone requant unit (gemm requantizes) and no performance
-        # counters, to save area.
-        "iCE40UP5K (iCEBreaker) target: 2x2 array on 2 SB_MAC16 (dual 8x8), no vector "
-        "units, no requant unit, counters or command queues; does NOT fit yet: 5.8k LUT, "
-        "3.3k FF (8,092 logic cells of 5,280), 6 of 8 SB_MAC16, 18 of 30 EBR, so no Fmax"),
+        # counters, to save area; arrays of at most 4 PEs get the GEMM engine's small
+        # variant (GemmEngine.small).
+        "iCE40UP5K (iCEBreaker) target: 2x1 array on one SB_MAC16 (dual 8x8), GEMM only, "
+        "no command queues; 5,151 of 5,280 logic cells placed and routed, 3.9k LUT, "
+        "1.9k FF, 3 of 8 SB_MAC16, 20 of 30 EBR, Fmax 17.9 MHz"),
     "ulx3s": (
         dataclasses.replace(
             BASE, array_rows=16, array_cols=8, spad_bytes=128 * 1024, acc_bytes=64 * 1024,
