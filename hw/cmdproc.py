@@ -279,7 +279,7 @@ class CommandProcessor(wiring.Component):
             out = []
             for s in steps:
                 if s[0] == "flags":
-                    out.append(("flags", [(bad(lambda n: cut(n, amounts[n])) if callable(bad)
+                    out.append(("flags", [(bad(lambda n, a=amounts: cut(n, a[n])) if callable(bad)
                                            else bad, e) for bad, e in s[1]]))
                     continue
                 if s[0] == "fits":

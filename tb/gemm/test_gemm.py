@@ -342,7 +342,6 @@ def test_bench_small(sim):
     """The benchmark end to end on a small problem that needs several blocks."""
     from intformer.gen.bench.gemm import bench
     from intformer.hw.config import preset
-
     from intformer.hw.gemm import GemmEngine
 
     config = preset("tiny")
