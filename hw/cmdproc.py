@@ -25,6 +25,7 @@ from amaranth.lib.wiring import In, Out
 
 from . import isa
 from .config import Config
+from .gemm import dim_widths
 
 __all__ = ["FetchRequestLayout", "CommandProcessor"]
 
@@ -193,9 +194,8 @@ class CommandProcessor(wiring.Component):
                                               "d_stride")},
                      **{name: ac for name in ("c", "c_stride", "bias", "scale")},
                      # ceil(k / array_rows) rows of A and ceil(n / array_cols) rows of B
-                     # and C must fit.
-                     "k": (c.array_rows * c.spad_rows).bit_length(),
-                     "n": (c.array_cols * min(c.spad_rows, c.acc_rows)).bit_length()},
+                     # and C must fit: the widths the engine counts in.
+                     **dict(zip(("k", "n"), dim_widths(c), strict=True))},
             "requant": {"src": ac, "dst": sp, "dst_stride": sp, "scale": ac},
             "set_const": {"index": (isa.N_CONSTANTS - 1).bit_length() if has_vec else 0,
                           "value": f.width if has_vec else 0},

@@ -145,7 +145,8 @@ def dim_widths(config: Config) -> tuple[int, int]:
     """Bits of K and N that the engine uses (at most :data:`DIM_WIDTH`): enough for
     every K whose ``ceil(K / array_rows)`` rows of A and every N whose
     ``ceil(N / array_cols)`` rows of B and C fit the memories, the bounds that the
-    command processor checks (:meth:`~intformer.hw.cmdproc.CommandProcessor.stored_width`).
+    command processor checks (its
+    :meth:`~intformer.hw.cmdproc.CommandProcessor.stored_width` takes them from here).
     A larger K or N must not be given to the engine."""
     c = config
     return (min(DIM_WIDTH, (c.array_rows * c.spad_rows).bit_length()),
