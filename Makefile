@@ -25,10 +25,10 @@ demo: setup
 	$(VENV)/bin/intformer run --preset default --images 5
 
 test: setup
-	$(PY) -m pytest -n $(JOBS) -m "not slow" tb
+	$(PY) -m pytest -n $(JOBS) -m "not slow" --durations=10 tb
 
 test-slow: setup
-	$(PY) -m pytest -n $(JOBS) -m slow tb
+	$(PY) -m pytest -n $(JOBS) -m slow --durations=10 tb
 
 lint: setup
 	$(VENV)/bin/ruff check hw gen sw boards tb scripts

@@ -3,7 +3,13 @@
 ``--sim icarus,verilator`` (default: both) chooses the simulators; a test that
 takes a ``sim`` argument runs once per simulator. Cases marked ``icarus_only``
 (broad sweeps) are not repeated under Verilator, which runs a representative
-subset. ``INTFORMER_SIM`` overrides the default list.
+subset; cases marked ``verilator_slow`` (large designs, whose Verilator C++ build
+takes minutes) run under Verilator only in the ``slow`` set, ``make test-slow``,
+while ``make test`` runs them under Icarus and a smaller case of the same unit under
+both. ``INTFORMER_SIM`` overrides the default list.
+
+Verilator builds go through ccache when it is installed (``OBJCACHE``): the
+Verilator runtime and cocotb's main are the same in every build and compile once.
 """
 
 import os
@@ -20,6 +26,7 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "icarus_only: broad sweep cases not repeated on Verilator")
+    config.addinivalue_line("markers", "verilator_slow: under Verilator, part of the slow set")
     sims = [s.strip() for s in config.getoption("--sim").split(",") if s.strip()]
     for sim in sims:
         if sim not in SIMULATORS:
@@ -32,15 +39,19 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("sim", metafunc.config._intformer_sims)
 
 
+# Before pytest's own -m selection, which must see the slow marks added here.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     keep, drop = [], []
     for item in items:
         callspec = getattr(item, "callspec", None)
-        if (callspec is not None and callspec.params.get("sim") == "verilator"
-                and item.get_closest_marker("icarus_only")):
+        on_verilator = callspec is not None and callspec.params.get("sim") == "verilator"
+        if on_verilator and item.get_closest_marker("icarus_only"):
             drop.append(item)
-        else:
-            keep.append(item)
+            continue
+        if on_verilator and item.get_closest_marker("verilator_slow"):
+            item.add_marker(pytest.mark.slow)
+        keep.append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep

@@ -10,6 +10,9 @@ subprocess (``simrun.py``) under the Python whose cocotb suits the simulator:
   interpreter named by ``INTFORMER_COCOTB1_PYTHON``), created on first use.
 * Icarus runs use the main environment's cocotb, whichever it is.
 
+Verilator builds compile through ccache when it is installed (Verilator's
+``OBJCACHE``), so the C++ that every build shares compiles once per machine.
+
 Set ``INTFORMER_WAVES=1`` to dump waveforms into the build folder.
 """
 
@@ -196,6 +199,9 @@ def run(*, sim: str, sources: list[Path], toplevel: str, test_module: str, path:
     log = path / f"sim_{sim}.log"
     # cocotb 1.9's runner refuses to write a results file under a running pytest.
     child_env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+    if sim == "verilator" and "OBJCACHE" not in child_env and shutil.which("ccache"):
+        # Verilator's runtime and cocotb's main are the same C++ in every build.
+        child_env["OBJCACHE"] = "ccache"
     with open(log, "w") as out:
         proc = subprocess.run([python, str(Path(__file__).with_name("simrun.py")), str(job_file)],
                               stdout=out, stderr=subprocess.STDOUT, cwd=path, timeout=timeout,

@@ -295,8 +295,8 @@ def _run(sim, name, shapes=SHAPES):
     "2x2",
     pytest.param("4x8", marks=pytest.mark.icarus_only),
     pytest.param("8x4", marks=pytest.mark.icarus_only),
-    "8x8",
-    "4x4_packed",
+    pytest.param("8x8", marks=pytest.mark.verilator_slow),
+    pytest.param("4x4_packed", marks=pytest.mark.verilator_slow),
     pytest.param("2x1_packed", marks=pytest.mark.icarus_only),
 ])
 def test_gemm(sim, name):

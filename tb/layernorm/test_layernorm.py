@@ -139,13 +139,16 @@ def _run(sim, lanes, max_row, in_width):
                 test_module="tb.layernorm.test_layernorm", path=path)
 
 
+@pytest.mark.verilator_slow
 @pytest.mark.parametrize("lanes,max_row,in_width", [(8, 64, 8)])
 def test_layernorm(sim, lanes, max_row, in_width):
     _run(sim, lanes, max_row, in_width)
 
 
-@pytest.mark.icarus_only
-@pytest.mark.parametrize("lanes,max_row,in_width", [(3, 22, 8), (1, 16, 12), (4, 256, 12)])
+@pytest.mark.parametrize("lanes,max_row,in_width", [
+    (3, 22, 8),
+    *(pytest.param(*case, marks=pytest.mark.icarus_only) for case in [(1, 16, 12), (4, 256, 12)]),
+])
 def test_layernorm_sweep(sim, lanes, max_row, in_width):
     _run(sim, lanes, max_row, in_width)
 

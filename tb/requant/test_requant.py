@@ -95,7 +95,7 @@ async def run_requant(dut):
     assert not tb.sink.queue, "unexpected extra output beats"
 
 
-@pytest.mark.parametrize("lanes", [1, 3, 8])
+@pytest.mark.parametrize("lanes", [1, 3, pytest.param(8, marks=pytest.mark.verilator_slow)])
 def test_requant(sim, lanes):
     from intformer.gen.sim import harness
     from intformer.hw.requant import Requantizer

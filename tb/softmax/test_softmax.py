@@ -117,13 +117,16 @@ def _run(sim, lanes, max_row, in_width):
                 test_module="tb.softmax.test_softmax", path=path)
 
 
+@pytest.mark.verilator_slow
 @pytest.mark.parametrize("lanes,max_row,in_width", [(8, 64, 32)])
 def test_softmax(sim, lanes, max_row, in_width):
     _run(sim, lanes, max_row, in_width)
 
 
-@pytest.mark.icarus_only
-@pytest.mark.parametrize("lanes,max_row,in_width", [(3, 22, 8), (1, 16, 32), (4, 256, 16)])
+@pytest.mark.parametrize("lanes,max_row,in_width", [
+    (3, 22, 8),
+    *(pytest.param(*case, marks=pytest.mark.icarus_only) for case in [(1, 16, 32), (4, 256, 16)]),
+])
 def test_softmax_sweep(sim, lanes, max_row, in_width):
     _run(sim, lanes, max_row, in_width)
 
