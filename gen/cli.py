@@ -14,20 +14,53 @@ from pathlib import Path
 
 from intformer.hw.config import PRESETS, Config, preset
 
-__all__ = ["main", "config_from_args", "add_config_args", "UserError"]
+__all__ = ["main", "config_from_args", "add_config_args", "UserError", "name_arg", "path_arg",
+           "setting_arg"]
 
 
 class UserError(Exception):
     """An error in what the user asked for; printed as one line."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr and exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"intformer: error: {message} (see `{self.prog} --help`)\n")
+
+
+def name_arg(text: str) -> str:
+    """An argument that names something: not empty, no surrounding blanks."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    if text != text.strip():
+        raise argparse.ArgumentTypeError(f"has blanks around it: {text!r}")
+    return text
+
+
+def path_arg(text: str) -> Path:
+    """A file or folder argument: not empty (``Path("")`` would be the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must be a path, not empty")
+    return Path(text)
+
+
+def setting_arg(text: str) -> tuple[str, str]:
+    """A ``--set KEY=VALUE`` argument, as ``(KEY, VALUE)``."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip() or not value.strip():
+        raise argparse.ArgumentTypeError(f"takes KEY=VALUE, not {text!r}")
+    return key.strip(), value
+
+
 def add_config_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("configuration")
-    group.add_argument("--preset", default=None, help="start from this preset (default: default)")
-    group.add_argument("--config", type=Path, default=None, metavar="FILE",
+    group.add_argument("--preset", type=name_arg, default=None,
+                       help="start from this preset (default: default)")
+    group.add_argument("--config", type=path_arg, default=None, metavar="FILE",
                        help="TOML configuration file (its `preset` key picks the base)")
-    group.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="change one field; repeatable")
+    group.add_argument("--set", type=setting_arg, action="append", default=[],
+                       metavar="KEY=VALUE", help="change one field; repeatable")
 
 
 def config_from_args(args) -> Config:
@@ -37,13 +70,8 @@ def config_from_args(args) -> Config:
         from .configfile import load
         config = load(args.config)
     else:
-        config = preset(args.preset or "default")
-    settings = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"--set takes KEY=VALUE, not {item!r}")
-        settings[key.strip()] = value
+        config = preset("default" if args.preset is None else args.preset)
+    settings = dict(args.set)
     return config.with_settings(settings) if settings else config
 
 
@@ -94,7 +122,7 @@ PLUGINS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="intformer", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="intformer", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("presets", help="list the presets with their key figures")
@@ -103,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help="emit Verilog, manifest.json and intformer.h")
     add_config_args(p)
-    p.add_argument("--out", type=Path, default=Path("build/generated"), help="output folder")
+    p.add_argument("--out", type=path_arg, default=Path("build/generated"), help="output folder")
     p.add_argument("--save-config", action="store_true", help="also write config.toml")
     p.set_defaults(func=cmd_generate)
 

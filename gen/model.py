@@ -8,7 +8,8 @@ integer intermediate tensor its error against the float one in real units
 from __future__ import annotations
 
 import json
-from pathlib import Path
+
+from .cli import path_arg
 
 __all__ = ["add_arguments", "run"]
 
@@ -19,7 +20,7 @@ def add_arguments(parser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--limit", type=int, default=None, metavar="N",
                    help="evaluate only the first N held-out images")
-    p.add_argument("--weights", type=Path, default=None, metavar="FILE",
+    p.add_argument("--weights", type=path_arg, default=None, metavar="FILE",
                    help="weights file (default: the bundled digits_vit.npz)")
     p.add_argument("--percentile", type=float, default=None, metavar="P",
                    help="calibrate activation ranges at this percentile instead of the maximum")

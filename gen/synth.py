@@ -43,7 +43,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cli import UserError, add_config_args, config_from_args
+from .cli import UserError, add_config_args, config_from_args, name_arg, path_arg
 
 __all__ = ["TARGETS", "DEVICES", "Target", "add_arguments", "run", "synthesize",
            "resources", "find_tool"]
@@ -107,7 +107,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_args(parser)
     parser.add_argument("--target", choices=tuple(TARGETS), default="ecp5",
                         help="FPGA family (default: ecp5)")
-    parser.add_argument("--block", default="top", metavar="NAME",
+    parser.add_argument("--block", type=name_arg, default="top", metavar="NAME",
                         help="synthesize one block of intformer.gen.top.BLOCKS alone "
                              "(top, gemm_engine, systolic, requant, ...; default: top)")
     parser.add_argument("--device", default=None,
@@ -122,7 +122,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--breakdown", action="store_true",
                         help="keep the hierarchy and report every module's figures "
                              "(implies --no-pnr)")
-    parser.add_argument("--out", type=Path, default=None,
+    parser.add_argument("--out", type=path_arg, default=None,
                         help="build folder (default: build/synth/<preset>-<target>)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
 

@@ -12,10 +12,86 @@ import dataclasses
 import math
 from dataclasses import dataclass, field, fields
 
-__all__ = ["Config", "BASE", "PRESETS", "GROUPS", "preset", "field_group"]
+from . import isa
+
+__all__ = ["Config", "BASE", "PRESETS", "GROUPS", "preset", "field_group", "MAX_ARRAY",
+           "MAX_OPERAND_WIDTH", "MAX_ACC_WIDTH", "MAX_MULT_WIDTH", "SHIFT_WIDTH",
+           "MAX_ADDR_WIDTH", "MAX_ID_WIDTH", "MAX_OUTSTANDING", "MAX_LOCAL_ROWS",
+           "MAX_MEMORY_BYTES", "MAX_BANKS", "MAX_VECTOR_LANES", "MAX_VECTOR_ROW",
+           "MAX_QUEUE_DEPTH"]
 
 
 GROUPS = ("array", "bus", "memory", "vector", "units", "queues")
+
+# Upper bounds of the fields, each the largest value the hardware is built for. Where a
+# bound is a command field's width it is read from intformer.hw.isa.
+
+#: Systolic array rows and columns (intformer.hw.systolic.SystolicArray takes 1 to 64).
+MAX_ARRAY = 64
+#: Operand width: the systolic array takes up to 18 bits; 16 keeps a scratchpad row whole
+#: bytes for every array shape.
+MAX_OPERAND_WIDTH = 16
+#: Accumulator width: whole bytes of a DSP48's 48-bit accumulator (the array and the
+#: requantizer take up to 64).
+MAX_ACC_WIDTH = 48
+#: The per-tensor ``mult`` field of the gemm and requant commands, and the golden model's
+#: multiplier (intformer.sw.golden.MULT_WIDTH).
+MAX_MULT_WIDTH = isa.OPCODES["gemm"].field("mult").width
+#: The ``shift`` field; a per-column scale lane holds the multiplier and the shift.
+SHIFT_WIDTH = isa.OPCODES["gemm"].field("shift").width
+#: The ``dram`` field of load and store, and the command processor's addresses
+#: (intformer.hw.top.Accelerator takes up to 32 bits).
+MAX_ADDR_WIDTH = isa.OPCODES["load"].field("dram").width
+#: AXI ID width and transactions in flight (intformer.hw.dma: 1 to 16 bits, 1 to 64).
+MAX_ID_WIDTH = 16
+MAX_OUTSTANDING = 64
+#: Rows of one local memory: every field of a command that names a local row
+#: (``loc``, ``a`` to ``d``, ``bias``, ``scale``, ``src``, ``src2``, ``dst``) is 16 bits.
+MAX_LOCAL_ROWS = 2 ** min(f.width for op in isa.OPCODES.values() for f in op.fields
+                          if f.name in ("loc", "a", "b", "c", "d", "bias", "scale", "src",
+                                        "src2", "dst"))
+#: Bytes of one local memory: a 1 MiB memory (8 Mbit, more block RAM than any supported
+#: board has) generates in about 2 minutes and 640 MB; generation time and memory grow
+#: with the memory's size (64 MiB ran out of memory).
+MAX_MEMORY_BYTES = 1 << 20
+#: Banks of a local memory.
+MAX_BANKS = 16
+#: Vector lanes (the Softmax, GELU, LayerNorm and residual units take 1 to 64).
+MAX_VECTOR_LANES = 64
+#: The 12-bit ``length`` field of the vector commands.
+MAX_VECTOR_ROW = isa.OPCODES["softmax"].field("length").max
+#: Command and dependency-token queue depths.
+MAX_QUEUE_DEPTH = 256
+
+#: The values each field takes, in words (the README's configuration table).
+_VALUES = {
+    "array_rows": f"1 to {MAX_ARRAY}",
+    "array_cols": f"1 to {MAX_ARRAY}",
+    "operand_width": f"2 to {MAX_OPERAND_WIDTH}",
+    "acc_width": f"2 x operand_width + log2(array_rows) + 1 to {MAX_ACC_WIDTH}; "
+                 f"a multiple of 8 with has_requant",
+    "dsp_packing": "with operand_width of at most 8 and at least 2 PEs",
+    "requant_mult_width": f"8 to {MAX_MULT_WIDTH}; with a {SHIFT_WIDTH}-bit shift it fits "
+                          f"acc_width rounded up to whole bytes",
+    "axi_data_width": "32, 64, 128, 256, 512; a beat and the scratchpad and accumulator rows "
+                      "divide one another",
+    "axi_addr_width": f"16 to {MAX_ADDR_WIDTH}",
+    "axi_id_width": f"1 to {MAX_ID_WIDTH}",
+    "axi_max_burst": "a power of 2, 1 to 256, of at most 4096 bytes",
+    "axi_max_outstanding": f"1 to {MAX_OUTSTANDING}, at most 2 ** axi_id_width",
+    "csr_addr_width": "8 to 16",
+    "spad_bytes": f"a multiple of spad_banks x spad_row_bytes that double-buffers a tile; "
+                  f"at most {MAX_LOCAL_ROWS} rows and {MAX_MEMORY_BYTES >> 20} MiB",
+    "spad_banks": f"a power of 2, 2 to {MAX_BANKS}",
+    "acc_bytes": f"a multiple of acc_banks x acc_row_bytes that double-buffers a tile; "
+                 f"at most {MAX_LOCAL_ROWS} rows and {MAX_MEMORY_BYTES >> 20} MiB",
+    "acc_banks": f"a power of 2, 1 to {MAX_BANKS}",
+    "vector_lanes": f"1 to {MAX_VECTOR_LANES}",
+    "vector_max_row": f"a multiple of vector_lanes, at most {MAX_VECTOR_ROW}; with vector "
+                      f"units, a row fits each memory",
+    "cmd_queue_depth": f"0 to {MAX_QUEUE_DEPTH}",
+    "dep_queue_depth": f"1 to {MAX_QUEUE_DEPTH}",
+}
 
 
 def _f(group: str, default, doc: str):
@@ -110,30 +186,60 @@ class Config:
             need(_is_pow2(value) and lo <= value <= hi,
                  f"{name} must be a power of 2 between {lo} and {hi}, not {value}")
 
-        in_range("array_rows", 1, 64)
-        in_range("array_cols", 1, 64)
-        in_range("operand_width", 2, 16)
+        in_range("array_rows", 1, MAX_ARRAY)
+        in_range("array_cols", 1, MAX_ARRAY)
+        in_range("operand_width", 2, MAX_OPERAND_WIDTH)
         min_acc = 2 * self.operand_width + math.ceil(math.log2(self.array_rows)) + 1
-        need(min_acc <= self.acc_width <= 48,
+        need(min_acc <= self.acc_width <= MAX_ACC_WIDTH,
              f"acc_width must be between {min_acc} (2 * operand_width + log2(array_rows) + 1) "
-             f"and 48, not {self.acc_width}")
+             f"and {MAX_ACC_WIDTH}, not {self.acc_width}")
         need(not self.dsp_packing or self.operand_width <= 8,
              f"dsp_packing needs operand_width of at most 8, not {self.operand_width}")
-        in_range("requant_mult_width", 8, 32)
+        need(not self.dsp_packing or self.pes >= 2,
+             f"dsp_packing needs at least 2 PEs to pair, not "
+             f"{self.array_rows}x{self.array_cols}")
+        in_range("requant_mult_width", 8, MAX_MULT_WIDTH)
+        # A per-column scale is one accumulator lane (acc_width in whole bytes) holding
+        # the multiplier and the shift.
+        lane_bits = 8 * -(-self.acc_width // 8)
+        need(self.requant_mult_width + SHIFT_WIDTH <= lane_bits,
+             f"requant_mult_width must be at most {lane_bits - SHIFT_WIDTH} (a {lane_bits}-bit "
+             f"accumulator lane holds the multiplier and a {SHIFT_WIDTH}-bit shift), "
+             f"not {self.requant_mult_width}")
+        # intformer.hw.requantexec reads accumulator rows as lanes of acc_width bits.
+        need(not self.has_requant or self.acc_width % 8 == 0,
+             f"has_requant needs acc_width a multiple of 8 (the requant unit reads lanes of "
+             f"acc_width bits), not {self.acc_width}")
 
         need(self.axi_data_width in (32, 64, 128, 256, 512),
              f"axi_data_width {self.axi_data_width} is not one of 32, 64, 128, 256, 512")
-        in_range("axi_addr_width", 16, 64)
-        in_range("axi_id_width", 1, 16)
+        in_range("axi_addr_width", 16, MAX_ADDR_WIDTH)
+        in_range("axi_id_width", 1, MAX_ID_WIDTH)
         pow2("axi_max_burst", 1, 256)
         need(self.axi_max_burst * self.axi_bytes <= 4096,
              f"axi_max_burst of {self.axi_max_burst} beats of {self.axi_bytes} bytes "
              f"exceeds the 4096-byte AXI burst limit")
-        in_range("axi_max_outstanding", 1, 2 ** self.axi_id_width)
+        in_range("axi_max_outstanding", 1, min(2 ** self.axi_id_width, MAX_OUTSTANDING))
         in_range("csr_addr_width", 8, 16)
 
-        pow2("spad_banks", 2, 16)
-        pow2("acc_banks", 1, 16)
+        pow2("spad_banks", 2, MAX_BANKS)
+        pow2("acc_banks", 1, MAX_BANKS)
+        for name, row, what in (("spad_bytes", self.spad_row_bytes, "scratchpad"),
+                                ("acc_bytes", self.acc_row_bytes, "accumulator")):
+            value, rows_limit = getattr(self, name), MAX_LOCAL_ROWS * row
+            if rows_limit < MAX_MEMORY_BYTES:
+                need(value <= rows_limit,
+                     f"{name} must be at most {rows_limit} ({MAX_LOCAL_ROWS} {what} rows of "
+                     f"{row} bytes: command row fields are "
+                     f"{MAX_LOCAL_ROWS.bit_length() - 1} bits), not {value}")
+            need(value <= MAX_MEMORY_BYTES,
+                 f"{name} must be at most {MAX_MEMORY_BYTES} (1 MiB), not {value}")
+        # The load and store executors move whole rows per beat or whole beats per row.
+        for name in ("spad_row_bytes", "acc_row_bytes"):
+            row = getattr(self, name)
+            need(row % self.axi_bytes == 0 or self.axi_bytes % row == 0,
+                 f"{name} ({row}) and the axi_data_width beat ({self.axi_bytes} bytes) "
+                 f"must divide one another")
         need(self.spad_bytes > 0 and self.spad_bytes % self.spad_bank_bytes_unit == 0,
              f"spad_bytes must be a positive multiple of {self.spad_bank_bytes_unit} "
              f"(spad_banks x scratchpad row of {self.spad_row_bytes} bytes), "
@@ -149,14 +255,25 @@ class Config:
              f"Accumulator of {self.acc_bytes} bytes cannot double-buffer one "
              f"{self.array_rows}x{self.array_cols} output tile ({self.min_acc_bytes} bytes)")
 
-        in_range("vector_lanes", 1, 64)
+        in_range("vector_lanes", 1, MAX_VECTOR_LANES)
+        need(self.vector_max_row <= MAX_VECTOR_ROW,
+             f"vector_max_row must be at most {MAX_VECTOR_ROW} (the "
+             f"{MAX_VECTOR_ROW.bit_length()}-bit length field), not {self.vector_max_row}")
         need(self.vector_max_row >= self.vector_lanes and
              self.vector_max_row % self.vector_lanes == 0 and self.vector_max_row <= 4096,
              f"vector_max_row must be a multiple of vector_lanes ({self.vector_lanes}) "
              f"between {self.vector_lanes} and 4096, not {self.vector_max_row}")
+        # With vector units, a row of INT8 elements fills whole scratchpad rows, one of
+        # INT32 elements accumulator rows of array_cols values.
+        for what, per_row, rows in (("scratchpad", self.spad_row_bytes, self.spad_rows),
+                                    ("accumulator", self.array_cols, self.acc_rows)):
+            need(not self.units or -(-self.vector_max_row // per_row) <= rows,
+                 f"vector_max_row of {self.vector_max_row} elements needs "
+                 f"{-(-self.vector_max_row // per_row)} {what} rows of {per_row}, more than "
+                 f"the {rows} it has")
 
-        in_range("cmd_queue_depth", 0, 256)
-        in_range("dep_queue_depth", 1, 256)
+        in_range("cmd_queue_depth", 0, MAX_QUEUE_DEPTH)
+        in_range("dep_queue_depth", 1, MAX_QUEUE_DEPTH)
 
     # Derived figures -----------------------------------------------------------------------
 
@@ -181,8 +298,9 @@ class Config:
 
     @property
     def spad_row_bytes(self) -> int:
-        """Width of one scratchpad row: the wider of an input row and a weight row."""
-        return max(self.array_rows, self.array_cols) * self.operand_width // 8 or 1
+        """Width of one scratchpad row: the wider of an input row and a weight row, in
+        whole bytes."""
+        return -(-max(self.array_rows, self.array_cols) * self.operand_width // 8)
 
     @property
     def spad_bank_bytes_unit(self) -> int:
@@ -255,6 +373,13 @@ class Config:
     @classmethod
     def doc(cls, name: str) -> str:
         return {f.name: f.metadata["doc"] for f in fields(cls)}[name]
+
+    @classmethod
+    def values(cls, name: str) -> str:
+        """The values field ``name`` takes, in words."""
+        if {f.name: f.type for f in fields(cls)}[name] in ("bool", bool):
+            return "true, false" + (f"; {_VALUES[name]}" if name in _VALUES else "")
+        return _VALUES[name]
 
     def to_dict(self) -> dict:
         """Every field, in declaration order."""

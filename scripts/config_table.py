@@ -29,11 +29,13 @@ def _value(value) -> str:
 
 
 def table() -> str:
-    """A Markdown table: field, group, default (the ``default`` preset) and meaning."""
-    lines = ["| field | group | default | meaning |", "| --- | --- | --- | --- |"]
+    """A Markdown table: field, group, default (the ``default`` preset), the values Config
+    accepts, and meaning."""
+    lines = ["| field | group | default | values | meaning |",
+             "| --- | --- | --- | --- | --- |"]
     for f in fields(Config):
         lines.append(f"| `{f.name}` | {f.metadata['group']} | {_value(getattr(BASE, f.name))} "
-                     f"| {f.metadata['doc']} |")
+                     f"| {Config.values(f.name)} | {f.metadata['doc']} |")
     return "\n".join(lines) + "\n"
 
 

@@ -49,6 +49,51 @@ def test_set_without_equals(tmp_path):
     assert_user_error(cli("generate", "--set", "array_rows", "--out", tmp_path), "array_rows")
 
 
+@pytest.mark.parametrize("args,message", [
+    (["--out", ""], "argument --out: must be a path, not empty"),
+    (["--preset", ""], "argument --preset: must not be empty"),
+    (["--preset", " tiny"], "argument --preset: has blanks around it: ' tiny'"),
+    (["--config", ""], "argument --config: must be a path, not empty"),
+    (["--set", "array_rows"], "argument --set: takes KEY=VALUE, not 'array_rows'"),
+    (["--set", "=3"], "argument --set: takes KEY=VALUE, not '=3'"),
+    (["--set", " =3"], "argument --set: takes KEY=VALUE, not ' =3'"),
+    (["--set", "array_rows="], "argument --set: takes KEY=VALUE, not 'array_rows='"),
+    (["--set", ""], "argument --set: takes KEY=VALUE, not ''"),
+])
+def test_empty_or_malformed_arguments(tmp_path, args, message):
+    # Run in an empty folder: nothing may be written there (Path("") is ".").
+    proc = cli("generate", *args, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert_user_error(proc, message, "intformer generate --help")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args,message", [
+    (["synth", "--out", ""], "argument --out: must be a path, not empty"),
+    (["synth", "--block", ""], "argument --block: must not be empty"),
+    (["model", "eval", "--weights", ""], "argument --weights: must be a path, not empty"),
+    (["generate", "--bogus"], "unrecognized arguments: --bogus"),
+])
+def test_other_malformed_arguments(tmp_path, args, message):
+    proc = cli(*args, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert_user_error(proc, message)
+
+
+@pytest.mark.parametrize("setting,message", [
+    ("spad_bytes=1099511627776", "spad_bytes must be at most 524288 (65536 scratchpad rows of "
+                                 "8 bytes: command row fields are 16 bits), not 1099511627776"),
+    ("acc_bytes=1099511627776", "acc_bytes must be at most 1048576 (1 MiB), not 1099511627776"),
+    ("axi_addr_width=64", "axi_addr_width must be between 16 and 32, not 64"),
+    ("requant_mult_width=27", "requant_mult_width must be between 8 and 16, not 27"),
+])
+def test_bounds_refused_before_elaboration(tmp_path, setting, message):
+    proc = cli("generate", "--set", setting, "--out", tmp_path)
+    assert proc.returncode == 2
+    assert_user_error(proc, message)
+    assert not (tmp_path / "manifest.json").exists()
+
+
 def test_malformed_toml(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text("[array]\nrows = = 4\n")

@@ -5,6 +5,7 @@ import re
 
 import pytest
 
+from intformer.hw import config as limits
 from intformer.hw.config import BASE, GROUPS, PRESETS, Config, field_group, preset
 
 
@@ -31,6 +32,7 @@ def test_every_field_has_group_and_doc():
         assert f.metadata["group"] in GROUPS
         assert field_group(f.name) == f.metadata["group"]
         assert Config.doc(f.name).strip()
+        assert Config.values(f.name).strip()
 
 
 def test_derived_figures():
@@ -85,7 +87,7 @@ def test_unknown_preset():
 
 RANGES = [
     ("array_rows", 1, 64), ("array_cols", 1, 64), ("operand_width", 2, 16),
-    ("requant_mult_width", 8, 32), ("axi_addr_width", 16, 64), ("axi_id_width", 1, 16),
+    ("requant_mult_width", 8, 16), ("axi_addr_width", 16, 32), ("axi_id_width", 1, 16),
     ("csr_addr_width", 8, 16), ("vector_lanes", 1, 64), ("cmd_queue_depth", 0, 256),
     ("dep_queue_depth", 1, 256),
 ]
@@ -120,7 +122,7 @@ def test_acc_width_rule():
                             "+ 1) and 48, not 49"):
         Config(acc_width=49)
     # 20-bit accumulators take 3 bytes each, so rows are 24 bytes and banks hold 48-byte units.
-    Config(acc_width=20, acc_bytes=48 * 512)
+    Config(acc_width=20, acc_bytes=48 * 512, has_requant=False)
 
 
 def test_dsp_packing_needs_narrow_operands():
@@ -176,15 +178,139 @@ def test_accumulator_too_small_to_double_buffer():
     with raises(ValueError, "Accumulator of 448 bytes cannot double-buffer one 8x8 output "
                             "tile (512 bytes)"):
         Config(acc_bytes=448)
-    Config(acc_bytes=512)
+    Config(acc_bytes=512, vector_max_row=128)
 
 
 def test_vector_max_row():
-    for bad in (4, 260, 4104):
+    for bad in (4, 260):
         with raises(ValueError, "vector_max_row must be a multiple of vector_lanes (8) between "
                                 f"8 and 4096, not {bad}"):
             Config(vector_max_row=bad)
-    Config(vector_max_row=4096)
+    for bad in (4096, 4104):
+        with raises(ValueError, "vector_max_row must be at most 4095 (the 12-bit length "
+                                f"field), not {bad}"):
+            Config(vector_max_row=bad)
+    Config(vector_max_row=4088)
+
+
+def test_vector_max_row_fits_the_memories():
+    # tiny: 2-byte scratchpad rows, accumulator rows of 2 INT32 values.
+    with raises(ValueError, "vector_max_row of 64 elements needs 32 accumulator rows of 2, "
+                            "more than the 16 it has"):
+        preset("tiny").replace(acc_bytes=128, vector_max_row=64)
+    with raises(ValueError, "vector_max_row of 1024 elements needs 512 scratchpad rows of 2, "
+                            "more than the 256 it has"):
+        preset("tiny").replace(spad_bytes=512, acc_bytes=4096, vector_max_row=1024)
+    preset("tiny").replace(acc_bytes=256, vector_max_row=64)
+    # Without vector units the length is not used.
+    preset("icebreaker").replace(acc_bytes=128, vector_max_row=64)
+
+
+# Upper bounds the hardware sets ----------------------------------------------------------------
+
+def test_requant_multiplier_fits_a_scale_lane():
+    with raises(ValueError, "requant_mult_width must be between 8 and 16, not 27"):
+        Config(requant_mult_width=27)
+    # The multiplier and the 6-bit shift share one accumulator lane, acc_width in whole bytes.
+    with raises(ValueError, "requant_mult_width must be at most 2 (a 8-bit accumulator lane "
+                            "holds the multiplier and a 6-bit shift), not 16"):
+        preset("tiny").replace(operand_width=2, acc_width=6)
+    with raises(ValueError, "requant_mult_width must be at most 10 (a 16-bit accumulator lane "
+                            "holds the multiplier and a 6-bit shift), not 16"):
+        preset("tiny").replace(operand_width=2, acc_width=16)
+    preset("tiny").replace(operand_width=2, acc_width=16, requant_mult_width=10)
+    Config(acc_width=24, acc_bytes=24 * 1024)
+
+
+def test_requant_unit_needs_whole_byte_lanes():
+    with raises(ValueError, "has_requant needs acc_width a multiple of 8 (the requant unit "
+                            "reads lanes of acc_width bits), not 22"):
+        Config(acc_width=22, acc_bytes=24 * 1024)
+    Config(acc_width=22, acc_bytes=24 * 1024, has_requant=False)
+
+
+def test_dsp_packing_needs_two_pes():
+    with raises(ValueError, "dsp_packing needs at least 2 PEs to pair, not 1x1"):
+        preset("icebreaker").replace(array_rows=1)
+
+
+def test_outstanding_limited_by_the_dma():
+    with raises(ValueError, "axi_max_outstanding must be between 1 and 64, not 65"):
+        Config(axi_id_width=8, axi_max_outstanding=65)
+    Config(axi_id_width=8, axi_max_outstanding=64)
+
+
+@pytest.mark.parametrize("name,value,message", [
+    # Local row fields are 16 bits: 65,536 rows.
+    ("spad_bytes", 65537 * 16, "spad_bytes must be at most 524288 (65536 scratchpad rows of 8 "
+                               "bytes: command row fields are 16 bits), not 1048592"),
+    ("spad_bytes", 1 << 40, "spad_bytes must be at most 524288 (65536 scratchpad rows of 8 "
+                            "bytes: command row fields are 16 bits), not 1099511627776"),
+    # 32-byte accumulator rows would allow 2 MiB; generating it is the limit.
+    ("acc_bytes", 1 << 21, "acc_bytes must be at most 1048576 (1 MiB), not 2097152"),
+    ("acc_bytes", 1 << 40, "acc_bytes must be at most 1048576 (1 MiB), not 1099511627776"),
+])
+def test_memory_upper_bounds(name, value, message):
+    with raises(ValueError, message):
+        Config(**{name: value})
+
+
+def test_memory_upper_bounds_accepted():
+    c = Config(spad_bytes=limits.MAX_LOCAL_ROWS * 8, acc_bytes=limits.MAX_MEMORY_BYTES)
+    assert c.spad_rows == limits.MAX_LOCAL_ROWS and c.acc_rows == 32768
+    with raises(ValueError, "acc_bytes must be at most 262144 (65536 accumulator rows of 4 "
+                            "bytes: command row fields are 16 bits), not 262160"):
+        preset("icebreaker").replace(acc_bytes=262144 + 16)
+    assert preset("icebreaker").replace(acc_bytes=262144).acc_rows == limits.MAX_LOCAL_ROWS
+
+
+def test_rows_and_bus_beats_divide_one_another():
+    # A 3x3 array of INT8 has 3-byte scratchpad rows; a 32-bit bus has 4-byte beats.
+    with raises(ValueError, "spad_row_bytes (3) and the axi_data_width beat (4 bytes) must "
+                            "divide one another"):
+        preset("tiny").replace(array_rows=3, array_cols=3, spad_bytes=6 * 1024)
+    # 2 columns of 40-bit accumulators: 10-byte rows.
+    with raises(ValueError, "acc_row_bytes (10) and the axi_data_width beat (4 bytes) must "
+                            "divide one another"):
+        preset("tiny").replace(acc_width=40, acc_bytes=40 * 64)
+    preset("tiny").replace(array_rows=4, array_cols=4, spad_bytes=8192, acc_bytes=4096)
+
+
+def test_scratchpad_rows_are_whole_bytes():
+    # Operands are packed at operand_width bits; a row rounds up to whole bytes.
+    assert preset("tiny").replace(operand_width=7).spad_row_bytes == 2
+    assert preset("tiny").replace(operand_width=2).spad_row_bytes == 1
+    assert Config(operand_width=12, axi_data_width=32, spad_bytes=24 * 1024).spad_row_bytes == 12
+
+
+def test_bounds_are_the_components_limits():
+    """Config's upper bounds are those of the components and the command fields: the
+    largest value builds, one more is refused by the component itself."""
+    from intformer.hw import isa
+    from intformer.hw.dma import DMA
+    from intformer.hw.softmax import Softmax
+    from intformer.hw.systolic import SystolicArray
+    SystolicArray(limits.MAX_ARRAY, 1)
+    with pytest.raises(ValueError, match="rows must be between 1 and 64"):
+        SystolicArray(limits.MAX_ARRAY + 1, 1)
+    Softmax(limits.MAX_VECTOR_LANES, max_row=limits.MAX_VECTOR_LANES)
+    with pytest.raises(ValueError, match="lanes must be between 1 and 64"):
+        Softmax(limits.MAX_VECTOR_LANES + 1, max_row=limits.MAX_VECTOR_LANES + 1)
+    DMA.from_config(Config(axi_id_width=limits.MAX_ID_WIDTH,
+                           axi_max_outstanding=limits.MAX_OUTSTANDING))
+    with pytest.raises(ValueError, match="max_outstanding must be between 1 and 64, not 65"):
+        DMA.from_config(BASE, max_outstanding=limits.MAX_OUTSTANDING + 1)
+    with pytest.raises(ValueError, match="id_width must be between 1 and 16, not 17"):
+        DMA.from_config(BASE, id_width=limits.MAX_ID_WIDTH + 1)
+    isa.encode("softmax", length=limits.MAX_VECTOR_ROW)
+    with pytest.raises(ValueError, match="cannot hold 4096"):
+        isa.encode("softmax", length=limits.MAX_VECTOR_ROW + 1)
+    for op, name in (("load", "loc"), ("gemm", "a"), ("gemm", "c"), ("softmax", "dst")):
+        isa.encode(op, **{name: limits.MAX_LOCAL_ROWS - 1})
+        with pytest.raises(ValueError, match=f"cannot hold {limits.MAX_LOCAL_ROWS}"):
+            isa.encode(op, **{name: limits.MAX_LOCAL_ROWS})
+    isa.encode("gemm", mult=2 ** limits.MAX_MULT_WIDTH - 1, shift=2 ** limits.SHIFT_WIDTH - 1)
+    isa.encode("load", dram=2 ** limits.MAX_ADDR_WIDTH - 1)
 
 
 # --set parsing ----------------------------------------------------------------------------------

@@ -150,9 +150,10 @@ def test_requant_executor_errors():
     from intformer.hw.requantexec import RequantExecutor
     with pytest.raises(TypeError, match=r"Requant executor config must be a Config, not 'x'"):
         RequantExecutor("x")
-    with pytest.raises(ValueError, match=r"Requant executor needs requant_mult_width \(28\) "
-                                         r"\+ 6 shift bits to fit an accumulator lane of 32"):
-        RequantExecutor(preset("tiny").replace(requant_mult_width=28))
+    # Config refuses lanes the executor cannot read.
+    with pytest.raises(ValueError, match=r"has_requant needs acc_width a multiple of 8 "
+                                         r"\(the requant unit reads lanes of acc_width bits\)"):
+        RequantExecutor(preset("tiny").replace(acc_width=22))
     prog = Program(_tiny_manifest())
     a = prog.reserve(2, 3, np.int32)
     with pytest.raises(ValueError, match=r"requant takes an int32 tensor to an int8 one of "
