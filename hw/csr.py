@@ -216,7 +216,7 @@ def standard_registers(*, addr_width: int = 32, perf_counters: bool = True) -> R
     ``ctrl`` (start, soft_reset pulses), ``status`` (busy, done, error code),
     ``irq_enable`` / ``irq_status`` (done, error; status is write-one-to-clear),
     ``window_base`` / ``window_limit`` (DMA window ``[base, limit)``, byte addresses),
-    ``error_addr`` (address recorded with the last DMA error), and, with
+    ``error_addr`` (address of the first bus error since start or soft reset), and, with
     ``perf_counters``, the performance counters ``perf_cycles_busy``,
     ``perf_bytes_read``, ``perf_bytes_written``, ``perf_stall_cycles``. Addresses wider
     than 32 bits get ``*_hi`` registers.
@@ -239,7 +239,8 @@ def standard_registers(*, addr_width: int = 32, perf_counters: bool = True) -> R
     hi = addr_width > 32
     for name, doc in (("window_base", "DMA window start (byte address)"),
                       ("window_limit", "DMA window end, exclusive (byte address)"),
-                      ("error_addr", "Address recorded with the last DMA error")):
+                      ("error_addr", "Address of the first bus error (SLVERR or DECERR) "
+                                     "since start or soft reset")):
         access = "ro" if name == "error_addr" else "rw"
         # Only as wide as the bus address (the limit one bit more, to reach 2**width).
         width = min(32, addr_width + (name == "window_limit"))

@@ -207,6 +207,7 @@ ERRORS: dict[str, tuple[int, str]] = {
     "no_end": (10, "The stream ended without an end command"),
     "unit_absent": (11, "The command needs a unit this accelerator does not have"),
     "bad_constant": (12, "set_const names a constant that does not exist"),
+    "soft_reset": (13, "A soft reset abandoned the stream (reported even when idle)"),
 }
 
 #: Run-time constants that set_const writes, by name -> index. The vector units

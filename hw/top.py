@@ -23,7 +23,7 @@ Commands executed: ``load``, ``store``, ``gemm``, ``requant`` (by
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, ResetInserter, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out, connect
 
@@ -88,7 +88,13 @@ class AcceleratorCore(wiring.Component):
     start : In(1)
         Pulse: run ``cmd_count`` commands from byte address ``cmd_addr``.
     soft_reset : In(1)
-        Pulse: abandon the DMA jobs in flight (the DMA's soft reset).
+        Pulse: abandon all work. The DMA completes the bursts it has issued (read data
+        and write responses taken and dropped, write bursts padded with ``wstrb`` = 0)
+        while every other unit (command processor, queues, executors, GEMM engine)
+        is held in reset; then ``done`` and ``irq`` pulse with error ``soft_reset``,
+        which ``error`` shows until the next ``start``. ``busy`` is high from the
+        cycle after the pulse until then (a few cycles when idle, longer when
+        bursts are in flight and the memory is slow); ``start`` is ignored meanwhile.
     cmd_addr : In(axi_addr_width)
     cmd_count : In(32)
     window_base : In(axi_addr_width)
@@ -99,6 +105,10 @@ class AcceleratorCore(wiring.Component):
         are pulses).
     error : Out(8)
     error_index : Out(32)
+    error_addr : Out(axi_addr_width)
+        Address of the first bus error (SLVERR or DECERR, of the command fetch, a load
+        or a store) since ``start`` or soft reset: the first byte of the failing
+        burst; 0 when there was none.
     count_<name> : Out(32)
         Performance counters (:data:`COUNTERS`), cleared by ``start``; 0 without
         ``perf_counters``.
@@ -120,7 +130,7 @@ class AcceleratorCore(wiring.Component):
             "start": In(1), "soft_reset": In(1), "cmd_addr": In(aw), "cmd_count": In(32),
             "window_base": In(aw), "window_limit": In(aw + 1),
             "busy": Out(1), "done": Out(1), "irq": Out(1),
-            "error": Out(8), "error_index": Out(32),
+            "error": Out(8), "error_index": Out(32), "error_addr": Out(aw),
             **{f"count_{name}": Out(32) for name in COUNTERS},
         })
 
@@ -139,7 +149,20 @@ class AcceleratorCore(wiring.Component):
         c = self._config
         aw = c.axi_addr_width
 
-        m.submodules.cmdproc = cp = CommandProcessor(c, implemented=implemented(c))
+        # Soft reset: the DMA drains the bus by its own soft reset while every other
+        # unit, the queues between them and the routing below are held in reset (the
+        # memories keep their contents); once the DMA is idle the hold ends and the
+        # core reports soft_reset.
+        resetting = Signal()
+        hold = Signal()
+        m.d.comb += hold.eq(self.soft_reset | resetting)
+        units = m.submodules
+
+        def add(name, unit):
+            setattr(units, name, ResetInserter({"sync": hold})(unit))
+            return unit
+
+        cp = add("cmdproc", CommandProcessor(c, implemented=implemented(c)))
         # Descriptor counts only as wide as commands and fetches can ask for (the
         # generators' registers, counters and comparators shrink with them). The DMA
         # need not check the window: the command processor has checked every load and
@@ -151,16 +174,16 @@ class AcceleratorCore(wiring.Component):
             bytes_width=max(transfer.field("row_bytes").width,
                             (cp.fetch_chunk * isa.COMMAND_BYTES).bit_length()),
             check_window=False)
-        m.submodules.load = load = LoadExecutor(c)
-        m.submodules.store = store = StoreExecutor(c)
-        m.submodules.gemm = gemm = GemmEngine(c)
+        load = add("load", LoadExecutor(c))
+        store = add("store", StoreExecutor(c))
+        gemm = add("gemm", GemmEngine(c))
         rq_spad_wr, rq_acc_rd = (), ()
         if c.has_requant:
-            m.submodules.rq = rq = RequantExecutor(c)
+            rq = add("rq", RequantExecutor(c))
             rq_spad_wr, rq_acc_rd = (rq.spad_wr,), (rq.acc_rd, rq.scale_rd)
         has_vec = supported(c) and any(getattr(c, f"has_{op}") for op in VECTOR_OPS)
         if has_vec:
-            m.submodules.vec = vec = VectorExecutor(c)
+            vec = add("vec", VectorExecutor(c))
             spad_rd = (gemm.a_rd, gemm.b_rd, vec.spad_rd_a, vec.spad_rd_b, store.spad_rd)
             spad_wr = (gemm.d_wr, *rq_spad_wr, vec.spad_wr, load.spad_wr)
             acc_rd = (gemm.acc_rd, gemm.const_rd, *rq_acc_rd, vec.acc_rd_a,
@@ -171,10 +194,8 @@ class AcceleratorCore(wiring.Component):
             spad_wr = (gemm.d_wr, *rq_spad_wr, load.spad_wr)
             acc_rd = (gemm.acc_rd, gemm.const_rd, *rq_acc_rd, store.acc_rd)
             acc_wr = (gemm.c_wr, load.acc_wr)
-        m.submodules.spad = spad = scratchpad(c, read_ports=len(spad_rd),
-                                              write_ports=len(spad_wr))
-        m.submodules.acc = acc = accumulator(c, read_ports=len(acc_rd),
-                                             write_ports=len(acc_wr))
+        spad = add("spad", scratchpad(c, read_ports=len(spad_rd), write_ports=len(spad_wr)))
+        acc = add("acc", accumulator(c, read_ports=len(acc_rd), write_ports=len(acc_wr)))
 
         wiring.connect(m, wiring.flipped(self.m_axi), dma.m_axi)
         limit_clip = Mux(self.window_limit >> aw, (1 << aw) - 1, self.window_limit[:aw])
@@ -185,9 +206,7 @@ class AcceleratorCore(wiring.Component):
             .eq(self.soft_reset),
             cp.window_base.eq(self.window_base), cp.window_limit.eq(limit_clip),
             cp.start.eq(self.start), cp.cmd_addr.eq(self.cmd_addr),
-            cp.cmd_count.eq(self.cmd_count),
-            self.busy.eq(cp.busy), self.done.eq(cp.done), self.irq.eq(cp.irq),
-            self.error.eq(cp.error), self.error_index.eq(cp.error_index),
+            cp.cmd_count.eq(self.cmd_count), self.error_index.eq(cp.error_index),
             load.window_base.eq(self.window_base), store.window_base.eq(self.window_base),
         ]
 
@@ -240,7 +259,7 @@ class AcceleratorCore(wiring.Component):
             load.status.payload.eq(dma.rd_status.payload),
             dma.rd_status.ready.eq(to_fetch | (load.status.ready & to_load)),
         ]
-        with m.If(dma.rd_status.valid & dma.rd_status.ready):
+        with m.If((dma.rd_status.valid & dma.rd_status.ready) | hold):
             m.d.sync += rd_busy.eq(0)
 
         # DMA write engine: the store executor.
@@ -303,7 +322,7 @@ class AcceleratorCore(wiring.Component):
                                                        Mux(is_rq, rq_ready, 1)))),
             cp.compute_done.eq(gemm.done | vec_done | rq_done | const_done),
         ]
-        m.d.sync += const_done.eq(0)
+        m.d.sync += const_done.eq(0)   # also what a soft reset needs
         constants = [Signal(32, name=f"const{i}") for i in range(isa.N_CONSTANTS)]
         if has_vec:
             for i, sig in enumerate(constants):
@@ -316,15 +335,49 @@ class AcceleratorCore(wiring.Component):
                         with m.Case(i):
                             m.d.sync += sig.eq(cp.compute.payload.set_const.value)
 
+        self._status(m, cp, dma, resetting, hold)
         if c.perf_counters:
             self._counters(m, cp, gemm, load, store, vec_busy)
         return m
+
+    def _status(self, m, cp, dma, resetting, hold) -> None:
+        """busy, done, irq and error, with the soft reset's; error_addr."""
+        finish = Signal()
+        reported = Signal()    # the last thing that happened was a soft reset
+        m.d.comb += finish.eq(resetting & ~dma.rd_busy & ~dma.wr_busy)
+        with m.If(self.start & ~self.busy):
+            m.d.sync += reported.eq(0)
+        # The DMA is busy from the cycle after the pulse until it has drained.
+        with m.If(self.soft_reset):
+            m.d.sync += resetting.eq(1)
+        with m.Elif(finish):
+            m.d.sync += [resetting.eq(0), reported.eq(1)]
+        m.d.comb += [
+            self.busy.eq(cp.busy | resetting),
+            self.done.eq(cp.done | finish), self.irq.eq(cp.irq | finish),
+            self.error.eq(Mux(resetting | reported, isa.ERRORS["soft_reset"][0], cp.error)),
+        ]
+
+        # The first bus error's address; a read's and a write's in the same cycle are
+        # equally first, the read is kept.
+        seen = Signal()
+        faults = []
+        for st in (dma.rd_status, dma.wr_status):
+            code = st.payload.error
+            faults.append((st.valid & st.ready & ~seen
+                           & ((code == DMAError.SLVERR) | (code == DMAError.DECERR)),
+                           st.payload.addr))
+        (rd_fault, rd_addr), (wr_fault, wr_addr) = faults
+        with m.If(rd_fault | wr_fault):
+            m.d.sync += [seen.eq(1), self.error_addr.eq(Mux(rd_fault, rd_addr, wr_addr))]
+        with m.If((self.start & ~self.busy) | hold):
+            m.d.sync += [seen.eq(0), self.error_addr.eq(0)]
 
     def _counters(self, m, cp, gemm, load, store, vec_busy) -> None:
         """The performance counters."""
         counters = {name: Signal(32, name=f"count_{name}") for name in COUNTERS}
         byte_base = {"load_bytes": Signal(32), "store_bytes": Signal(32)}
-        with m.If(self.start & ~cp.busy):
+        with m.If(self.start & ~self.busy):
             for name, sig in counters.items():
                 if name not in byte_base:
                     m.d.sync += sig.eq(0)
@@ -384,7 +437,9 @@ class Accelerator(wiring.Component):
     interrupts it wants in ``irq_enable`` and writes ``ctrl.start``. ``status`` shows
     busy, done and the error code; ``irq_status.done`` is set by a stream that ended
     with ``end`` and its ``irq`` flag, ``irq_status.error`` by a stream that failed.
-    ``error_addr`` is not recorded yet and reads 0.
+    ``error_addr`` holds the address of the first bus error since ``start`` or soft
+    reset. ``ctrl.soft_reset`` abandons all work (see :class:`AcceleratorCore`) and
+    ends with ``status.done`` set, error ``soft_reset`` and ``irq_status.error``.
 
     Parameters
     ----------
@@ -454,6 +509,7 @@ class Accelerator(wiring.Component):
             csr.status.busy.eq(core.busy), csr.status.done.eq(done),
             csr.status.error.eq(core.error),
             csr.error_index.index.eq(core.error_index),
+            csr.error_addr.addr.eq(core.error_addr),
             csr.irq_status.done_set.eq(core.irq & (core.error == 0)),
             csr.irq_status.error_set.eq(core.done & (core.error != 0)),
         ]

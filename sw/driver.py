@@ -24,21 +24,26 @@ __all__ = ["Driver", "RunResult", "AcceleratorError"]
 
 
 class AcceleratorError(RuntimeError):
-    """A stream ended with an error code."""
+    """A stream ended with an error code; ``addr`` is the ``error_addr`` register (the
+    address of the first bus error), named in the message for ``bus_error``."""
 
-    def __init__(self, name: str, code: int, index: int):
-        super().__init__(f"Command stream failed with {name} (code {code}) at command {index}")
-        self.name, self.code, self.index = name, code, index
+    def __init__(self, name: str, code: int, index: int, addr: int = 0):
+        where = f" at address {addr:#x}" if name == "bus_error" else ""
+        super().__init__(f"Command stream failed with {name} (code {code}) at command "
+                         f"{index}{where}")
+        self.name, self.code, self.index, self.addr = name, code, index, addr
 
 
 @dataclass
 class RunResult:
     """What one run returns: the memory image after the run, the error (``"none"``
-    on success), the command index at fault, and every ``perf_*`` counter."""
+    on success), the command index at fault, every ``perf_*`` counter and the address
+    of the first bus error (0 without one)."""
     image: bytes
     error: str
     error_index: int
     counters: dict[str, int] = field(default_factory=dict)
+    error_addr: int = 0
 
 
 class Driver:
@@ -117,10 +122,33 @@ class Driver:
         status = await self.read("status")
         code = self._field("status", "error", status)
         index = await self.read("error_index")
+        addr = await self.read("error_addr")
         counters = await self.counters()
         await self.write("irq_status", both)
         after = await self.bus.read_mem(self.base, len(image))
         name = self.errors.get(code, f"code {code}")
         if check and code:
-            raise AcceleratorError(name, code, index)
-        return RunResult(bytes(after), name, index, counters)
+            raise AcceleratorError(name, code, index, addr)
+        return RunResult(bytes(after), name, index, counters, addr)
+
+    async def soft_reset(self, *, polls: int = 10000) -> str:
+        """Abandon whatever the accelerator does (``ctrl.soft_reset``), wait until it is
+        idle, clear the interrupt causes and return the status error (``"soft_reset"``).
+        A :meth:`run` waiting meanwhile raises :class:`AcceleratorError` with it.
+
+        Raises
+        ------
+        TimeoutError
+            If ``status.busy`` is still set after ``polls`` reads.
+        """
+        await self.write("ctrl", self._mask("ctrl", "soft_reset"))
+        for _ in range(polls):
+            status = await self.read("status")
+            if not self._field("status", "busy", status):
+                break
+        else:
+            raise TimeoutError(f"Accelerator still busy {polls} status reads after a soft "
+                               f"reset")
+        await self.write("irq_status", self._mask("irq_status", "done", "error"))
+        code = self._field("status", "error", status)
+        return self.errors.get(code, f"code {code}")

@@ -1,19 +1,21 @@
 """The accelerator through its registers: intformer.sw.driver over cocotbext-axi
-AxiLiteMaster (registers) and AxiRam (memory, random pauses), a GEMM and a vector
-op against the golden model, a malformed stream reported through status and irq,
-then a good stream again."""
+AxiLiteMaster (registers) and an AxiRam that can answer SLVERR or DECERR (memory,
+random pauses), a GEMM and a vector op against the golden model, a malformed stream
+reported through status and irq, a bus error reported with its address, a soft reset
+in the middle of a stream, each followed by a good stream."""
 
 import cocotb
 import numpy as np
 import pytest
-from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
+from cocotb.triggers import ClockCycles, RisingEdge
+from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiResp
 
 from intformer.gen.sim.drivers import pause_generator, reset, rng, start_clock
 from intformer.gen.sim.payload import load_ports
 from intformer.sw.compile import Program
 from intformer.sw.driver import AcceleratorError, Driver
 from intformer.sw.golden import gelu, gelu_params, gemm, quantize_multiplier, requantize
-from tb.axi.memory import bind_ports
+from tb.axi.memory import ErrorRam, bind_ports
 from tb.top.simbus import CocotbBus
 
 MEM = 1 << 20
@@ -27,16 +29,14 @@ async def run_accel(dut):
     g = np.random.default_rng(r.getrandbits(32))
     start_clock(dut.clk)
     bind_ports(dut, load_ports()["ports"])
-    ram = AxiRam(AxiBus.from_prefix(dut, "m_axi"), dut.clk, dut.rst, size=MEM)
+    ram = ErrorRam(AxiBus.from_prefix(dut, "m_axi"), dut.clk, MEM, dut.rst)
     lite = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
     await reset(dut)
     drv = Driver(man, CocotbBus(dut, ram, lite), base=BASE)
     nbytes = man["commands"]["bytes"]
 
     for pauses in ("none", "random"):
-        for ch in (ram.write_if.aw_channel, ram.write_if.w_channel, ram.write_if.b_channel,
-                   ram.read_if.ar_channel, ram.read_if.r_channel):
-            ch.set_pause_generator(pause_generator(pauses, r))
+        ram.set_pause_generators(lambda pauses=pauses: pause_generator(pauses, r))
         prog = Program(man)
         M, K, N = (int(v) for v in g.integers(1, 20, size=3))
         a = g.integers(-128, 128, size=(M, K), dtype=np.int8)
@@ -75,6 +75,37 @@ async def run_accel(dut):
             assert e.name == "bad_dependency" and e.index == 0, str(e)
         else:
             raise AssertionError("malformed stream reported no error")
+
+        # A bus error on a load: the driver names it and its address (the load's first
+        # burst fails, and it starts at the tensor).
+        code = AxiResp.SLVERR if pauses == "none" else AxiResp.DECERR
+        ram.faults = [(BASE + ta.offset, BASE + ta.offset + ta.nbytes, code)]
+        addr = BASE + ta.offset
+        try:
+            await drv.run(prog.image, prog.assemble(), command_bytes=nbytes)
+        except AcceleratorError as e:
+            assert e.name == "bus_error" and e.addr == addr, str(e)
+            assert str(e).endswith(f"at address {addr:#x}"), str(e)
+        else:
+            raise AssertionError(f"{code.name} on a load reported no error")
+        ram.faults = []
+
+        # A soft reset once the stream has started reading: the waiting run raises
+        # soft_reset, the accelerator is idle, and the next run is right again.
+        run = cocotb.start_soon(drv.run(prog.image, prog.assemble(), command_bytes=nbytes))
+        while not int(dut.m_axi_arvalid.value):
+            await RisingEdge(dut.clk)
+        await ClockCycles(dut.clk, r.randrange(60))
+        assert await drv.soft_reset() == "soft_reset"
+        try:
+            await run
+        except AcceleratorError as e:
+            assert e.name == "soft_reset", str(e)
+        else:
+            raise AssertionError("a run interrupted by a soft reset reported no error")
+        res = await drv.run(prog.image, prog.assemble(), command_bytes=nbytes)
+        assert (prog.read(res.image, out) == want).all(), "GEMM after a soft reset differs"
+        assert res.error_addr == 0
 
 
 # Verilator covers the core (tb/top/test_core.py, tiny); the register path is the same

@@ -25,7 +25,8 @@ from intformer.sw.golden import (
     softmax,
     softmax_params,
 )
-from tb.axi.memory import bind_ports
+from tb.axi.checker import AxiMasterChecker
+from tb.axi.memory import ErrorRam, bind_ports
 
 MEM = 1 << 20
 WINDOW = 0x10000     # image base in the RAM
@@ -34,7 +35,10 @@ GUARD = 0xA5
 
 
 class TB:
-    def __init__(self, dut):
+    """Clock, reset and memory of a core; ``faulty`` makes the memory an ``ErrorRam``
+    (``ram.faults``) watched by an ``AxiMasterChecker`` (``checker``)."""
+
+    def __init__(self, dut, *, faulty=False):
         self.dut = dut
         params = load_ports()["params"]
         self.man = params["manifest"]
@@ -46,7 +50,16 @@ class TB:
         for name in ("start", "soft_reset", "cmd_addr", "cmd_count", "window_base",
                      "window_limit"):
             getattr(dut, name).value = 0
-        self.ram = AxiRam(AxiBus.from_prefix(dut, "m_axi"), dut.clk, dut.rst, size=MEM)
+        bus = AxiBus.from_prefix(dut, "m_axi")
+        if faulty:
+            c = self.man["config"]
+            self.ram = ErrorRam(bus, dut.clk, MEM, dut.rst)
+            self.checker = AxiMasterChecker(dut, "m_axi",
+                                            bytes_per_beat=c["axi_data_width"] // 8,
+                                            max_burst=c["axi_max_burst"],
+                                            max_outstanding=c["axi_max_outstanding"])
+        else:
+            self.ram = AxiRam(bus, dut.clk, dut.rst, size=MEM)
 
     def set_pauses(self, name):
         r = self.r
