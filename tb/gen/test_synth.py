@@ -312,3 +312,25 @@ def test_synth_verilog_names_python_lines():
     assert all(not s.startswith("/") and "site-packages" not in s for s in srcs), srcs
     assert "amaranth/lib/stream.py" in " ".join(srcs)
     assert "src = " not in convert(dut, "intformer_requant")
+
+
+@pytest.mark.slow
+def test_all_blocks_in_one_table(tmp_path):
+    """--block all synthesizes every block but the top into its own folder and prints one
+    row per block with the figures of that block's own run."""
+    from intformer.gen.top import BLOCKS
+    proc = cli("synth", "--preset", "tiny", "--target", "ecp5", "--no-pnr", "--block", "all",
+               "--out", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "tiny on ecp5: every block but the top"
+    assert lines[1].split()[:7] == ["block", "component", "LUT", "FF", "DSP", "BRAM", "Fmax"]
+    rows = {line.split()[0]: line.split() for line in lines[2:-1]}
+    assert list(rows) == [name for name in BLOCKS if name != "top"]
+    summary = json.loads((tmp_path / "synth.json").read_text())
+    for name, row in rows.items():
+        one = json.loads((tmp_path / name / "synth.json").read_text())
+        assert summary["blocks"][name] == one
+        assert row[1] == one["component"]
+        assert [int(v) for v in row[2:6]] == [one["lut"], one["ff"], one["dsp"], one["bram"]]
+        assert row[6] == "-"
