@@ -51,6 +51,9 @@ class Config:
     acc_width: int = _f("array", 32, "Width of the signed accumulators and bias, in bits")
     dsp_packing: bool = _f("array", False,
                            "Pack two 8x8 products into one DSP where the family allows it")
+    ecp5_dsp: bool = _f("array", False,
+                        "Instantiate ECP5 MULT18X18D multipliers with their operand and "
+                        "product registers (Yosys maps them unregistered)")
     requant_mult_width: int = _f("array", 16,
                                  "Width of the unsigned requantization multiplier, in bits")
     # bus
@@ -119,6 +122,8 @@ class Config:
              f"and 48, not {self.acc_width}")
         need(not self.dsp_packing or self.operand_width <= 8,
              f"dsp_packing needs operand_width of at most 8, not {self.operand_width}")
+        need(not (self.dsp_packing and self.ecp5_dsp),
+             "dsp_packing (iCE40 SB_MAC16) and ecp5_dsp (ECP5 MULT18X18D) exclude each other")
         in_range("requant_mult_width", 8, 32)
 
         need(self.axi_data_width in (32, 64, 128, 256, 512),
