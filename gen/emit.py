@@ -2,11 +2,16 @@
 
 Everything emitted is deterministic: no timestamps, no absolute paths (the
 Verilog carries no ``src`` attributes), sorted where order is not meaningful.
+Synthesis builds (``intformer synth``) ask for ``src`` attributes, so that timing
+reports can name the Python line of a path; :func:`convert` writes them relative to
+the project (``hw/systolic.py:240``) or to the installed package
+(``amaranth/lib/stream.py:49``), never as absolute paths.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from amaranth.back import verilog
@@ -17,7 +22,7 @@ from intformer.hw.config import Config, field_group
 
 from .top import TOP_NAME, top_component
 
-__all__ = ["MANIFEST_VERSION", "manifest", "c_header", "generate", "port_list"]
+__all__ = ["MANIFEST_VERSION", "manifest", "c_header", "generate", "port_list", "convert"]
 
 MANIFEST_VERSION = 1
 
@@ -108,14 +113,53 @@ def _flatten_numbers(tree, prefix=""):
         yield prefix.rstrip("_"), tree
 
 
-def generate(config: Config, out: Path) -> dict[str, Path]:
+#: The folder that holds ``hw/``, ``gen/``, ... (``src`` paths are made relative to it).
+_PROJECT = Path(__file__).resolve().parent.parent
+
+
+def _relative_src(path: str) -> str:
+    p = Path(path)
+    parts = p.parts
+    if "site-packages" in parts:
+        return "/".join(parts[len(parts) - 1 - parts[::-1].index("site-packages") + 1:])
+    try:
+        return p.resolve().relative_to(_PROJECT).as_posix()
+    except ValueError:
+        return p.name
+
+
+def convert(component: wiring.Component, name: str, *, emit_src: bool = False) -> str:
+    """Verilog of ``component`` as module ``name``; with ``emit_src``, each item keeps
+    its ``src`` attribute (Python file:line) with the path made relative."""
+    if not emit_src:
+        return verilog.convert(component, name=name, emit_src=False, strip_internal_attrs=True)
+    text = verilog.convert(component, name=name, emit_src=True)
+    cache: dict[str, str] = {}
+
+    def fix(match: re.Match) -> str:
+        locs = []
+        for loc in match.group(1).split("|"):
+            path, sep, line = loc.rpartition(":")
+            if not sep:
+                path, line = loc, ""
+            if path not in cache:
+                cache[path] = _relative_src(path)
+            locs.append(f"{cache[path]}:{line}" if line else cache[path])
+        return f'src = "{"|".join(locs)}"'
+
+    return re.sub(r'src = "([^"]*)"', fix, text)
+
+
+def generate(config: Config, out: Path, *, emit_src: bool = False) -> dict[str, Path]:
     """Write ``<TOP_NAME>.v``, ``manifest.json`` and ``intformer.h`` into ``out``.
 
-    Files are written to temporary names and renamed into place, so a failure
+    ``emit_src`` keeps ``src`` attributes in the Verilog, with relative paths (see
+    :func:`convert`); ``intformer synth`` asks for them, ``intformer generate`` does
+    not. Files are written to temporary names and renamed into place, so a failure
     leaves no half-written output.
     """
     component = top_component(config)
-    text = verilog.convert(component, name=TOP_NAME, emit_src=False, strip_internal_attrs=True)
+    text = convert(component, TOP_NAME, emit_src=emit_src)
     man = manifest(config, component)
     files = {
         "verilog": (out / f"{TOP_NAME}.v", text),

@@ -58,8 +58,10 @@ def _require(tool: str) -> str:
 def _with_models(sources: list[Path]) -> tuple[list[Path], list[Path]]:
     # Vendor primitives the design instantiates (dsp_packing's SB_MAC16) need their
     # models to elaborate; they are Yosys's, written beside the first source.
-    from intformer.hw.ice40 import sim_models
-    models = sim_models(sources, Path(sources[0]).parent) if sources else []
+    from intformer.hw import ecp5, ice40
+    dest = Path(sources[0]).parent if sources else None
+    models = ([*ice40.sim_models(sources, dest), *ecp5.sim_models(sources, dest)]
+              if sources else [])
     return [*sources, *models], models
 
 

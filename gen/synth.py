@@ -109,7 +109,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="FPGA family (default: ecp5)")
     parser.add_argument("--block", type=name_arg, default="top", metavar="NAME",
                         help="synthesize one block of intformer.gen.top.BLOCKS alone "
-                             "(top, gemm_engine, systolic, requant, ...; default: top)")
+                             "(top, gemm_engine, systolic, requant, ...; default: top), or "
+                             "'all': every block but the top, one after the other, in one "
+                             "table")
     parser.add_argument("--device", default=None,
                         help="nextpnr device (ice40: up5k, hx8k, ...; ecp5: 85k, 25k, ...)")
     parser.add_argument("--package", default=None,
@@ -274,7 +276,7 @@ def _preset_name(args) -> str:
 def synthesize(args, progress: _Progress) -> dict:
     """Run the flow ``args`` describes; return the figures (see ``--json``)."""
     from .emit import component_name as emitted_name
-    from .emit import generate, port_list
+    from .emit import convert, generate, port_list
     from .top import BLOCKS, TOP_NAME, block_component
 
     config = config_from_args(args)
@@ -299,19 +301,17 @@ def synthesize(args, progress: _Progress) -> dict:
     if args.block == "top":
         module = TOP_NAME
         progress.line(f"generate {module} into {out}")
-        files = generate(config, out)
+        files = generate(config, out, emit_src=True)
         manifest = json.loads(files["manifest"].read_text())
         component_name, ports = manifest["top"]["component"], manifest["top"]["ports"]
         source = files["verilog"]
     else:
-        from amaranth.back import verilog
         module = f"intformer_{args.block}"
         progress.line(f"generate {module} into {out}")
         component = block_component(args.block, config)
         component_name, ports = emitted_name(component), port_list(component)
         source = out / f"{module}.v"
-        source.write_text(verilog.convert(component, name=module, emit_src=False,
-                                          strip_internal_attrs=True))
+        source.write_text(convert(component, module, emit_src=True))
     sources = [source.name]
 
     wrapped = do_pnr and target == "ice40"
@@ -375,10 +375,13 @@ def synthesize(args, progress: _Progress) -> dict:
                             + f" (synthesis: {res['lut']} LUT, {res['ff']} FF; log: "
                               f"{out / 'nextpnr.log'})") from None
         report = json.loads((out / "report.json").read_text())
-        clocks = report.get("fmax", {})
-        achieved = [c["achieved"] for c in clocks.values() if "achieved" in c]
+        clocks = clock_fmax(report)
+        achieved = [c["fmax_mhz"] for c in clocks.values() if c["fmax_mhz"] is not None]
+        netlist = json.loads((out / "netlist.json").read_text())
         result.update({
-            "fmax_mhz": round(min(achieved), 2) if achieved else None,
+            "fmax_mhz": min(achieved) if achieved else None,
+            "clocks": clocks,
+            "critical_paths": critical_paths(report, netlist),
             "device": device, "package": package, "pnr_mode": mode,
             "utilization": {k: v for k, v in sorted(report.get("utilization", {}).items())
                             if v.get("used")},
@@ -386,6 +389,88 @@ def synthesize(args, progress: _Progress) -> dict:
     result["seconds"] = dict(progress.stages)
     (out / "synth.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def clock_fmax(report: dict) -> dict:
+    """Per clock of nextpnr's ``--report`` JSON: the Fmax it achieved and the target, in
+    MHz."""
+    return {name: {"fmax_mhz": round(c["achieved"], 2) if "achieved" in c else None,
+                   "target_mhz": c.get("constraint")}
+            for name, c in sorted(report.get("fmax", {}).items())}
+
+
+def _src(text: str | None) -> str | None:
+    """The design's own locations in a Yosys ``src`` attribute (``a|b|c``): Python
+    file:line from Amaranth, else the Verilog line; the tools' own library files and
+    column ranges left out."""
+    if not text:
+        return None
+    found = []
+    for loc in text.split("|"):
+        path, sep, where = loc.rpartition(":")
+        if not sep or path.startswith("/") or "share/" in path:
+            continue
+        item = f"{path}:{where.split('.')[0]}"
+        if item not in found:
+            found.append(item)
+    python = [f for f in found if f.split(":")[0].endswith(".py")]
+    return ", ".join(python or found) or None
+
+
+class _Names(dict):
+    # nextpnr writes a Yosys name that starts with "$" as "\\$...".
+    def get(self, name, default=None):
+        if name is None:
+            return default
+        return super().get(name, super().get(name.lstrip("\\"), default))
+
+
+def _src_index(netlist: dict | None) -> tuple[dict, dict]:
+    cells, nets = _Names(), _Names()
+    for mod in (netlist or {}).get("modules", {}).values():
+        for name, cell in mod.get("cells", {}).items():
+            cells.setdefault(name, cell.get("attributes", {}).get("src"))
+        for name, net in mod.get("netnames", {}).items():
+            nets.setdefault(name, net.get("attributes", {}).get("src"))
+    return cells, nets
+
+
+def critical_paths(report: dict, netlist: dict | None = None) -> list[dict]:
+    """The worst path of each clock pair in nextpnr's ``--report`` JSON: its end points
+    (``from``, ``to`` as cell.port), total, logic and routing delays in ns (logic
+    counts clock-to-output, cell delays and setup, as nextpnr's log does), and every
+    step with the Python file:line it comes from (``src``, from the Yosys netlist's
+    ``src`` attributes when ``netlist`` is given, and from the report's net sources)."""
+    cell_src, net_src = _src_index(netlist)
+    paths = []
+    for entry in report.get("critical_paths", []):
+        steps = []
+        for step in entry.get("path", []):
+            kind, delay = step.get("type"), round(float(step.get("delay", 0.0)), 3)
+            if kind == "routing":
+                net = step.get("net")
+                src = _src(net_src.get(net)) or _src("|".join(step.get("sources", [])))
+                steps.append({"type": kind, "delay_ns": delay, "net": net,
+                              "to": f"{step['to']['cell']}.{step['to']['port']}", "src": src})
+            else:
+                end = step["to"] if kind != "setup" else step["from"]
+                steps.append({"type": kind, "delay_ns": delay,
+                              "cell": f"{end['cell']}.{end['port']}",
+                              "src": _src(cell_src.get(end["cell"]))})
+        if not steps:
+            continue
+        routing = sum(s["delay_ns"] for s in steps if s["type"] == "routing")
+        total = sum(s["delay_ns"] for s in steps)
+        first, last = entry["path"][0]["from"], entry["path"][-1]["to"]
+        paths.append({
+            "from_clock": entry.get("from"), "to_clock": entry.get("to"),
+            "from": f"{first['cell']}.{first['port']}", "to": f"{last['cell']}.{last['port']}",
+            "from_src": _src(cell_src.get(first["cell"])),
+            "to_src": _src(cell_src.get(last["cell"])),
+            "total_ns": round(total, 3), "logic_ns": round(total - routing, 3),
+            "routing_ns": round(routing, 3), "steps": steps,
+        })
+    return paths
 
 
 def overflow(log: Path) -> list[tuple[str, int, int]]:
@@ -431,6 +516,11 @@ def _table(r: dict) -> str:
     if r.get("utilization"):
         lines.append("placed: " + ", ".join(f"{k} {v['used']}/{v['available']}"
                                              for k, v in r["utilization"].items()))
+    for name, c in r.get("clocks", {}).items():
+        lines.append(f"clock {name}: Fmax {show(c['fmax_mhz'])} MHz "
+                     f"(target {show(c['target_mhz'])} MHz)")
+    for path in r.get("critical_paths", []):
+        lines += _path_lines(path)
     if r.get("breakdown"):
         lines.append("hierarchy kept (no optimisation across modules); "
                      "LUT FF DSP BRAM of each module with everything below it:")
@@ -444,9 +534,78 @@ def _table(r: dict) -> str:
     return "\n".join(lines)
 
 
+def _path_lines(path: dict) -> list[str]:
+    lines = [f"critical path {path['from_clock']} -> {path['to_clock']}: "
+             f"{path['total_ns']:.2f} ns ({path['logic_ns']:.2f} ns logic, "
+             f"{path['routing_ns']:.2f} ns routing)",
+             f"  from {path['from']}" + (f"  [{path['from_src']}]" if path["from_src"] else ""),
+             f"  to   {path['to']}" + (f"  [{path['to_src']}]" if path["to_src"] else ""),
+             f"  {'ns':>6}  {'step':<9} {'cell.port / net':<44} source"]
+    for step in path["steps"]:
+        where = step.get("cell") or f"net {step['net']}"
+        lines.append(f"  {step['delay_ns']:6.2f}  {step['type']:<9} {where:<44} "
+                     f"{step['src'] or '-'}")
+    return lines
+
+
+def synthesize_all(args, progress: _Progress) -> dict:
+    """Every block of :data:`intformer.gen.top.BLOCKS` but the top, each in its own
+    folder under ``--out``; a block that fails has its error in place of figures."""
+    from .top import BLOCKS
+    if args.breakdown:
+        raise UserError("--breakdown applies to one block, not to --block all")
+    base = args.out or Path("build/synth") / f"{_preset_name(args)}-{args.target}-all"
+    base.mkdir(parents=True, exist_ok=True)
+    blocks = {}
+    for name in BLOCKS:
+        if name == "top":
+            continue
+        one = argparse.Namespace(**{**vars(args), "block": name, "out": base / name})
+        progress.line(f"block {name}")
+        try:
+            blocks[name] = synthesize(one, progress)
+        except (UserError, ValueError) as e:
+            progress.line(f"block {name} failed: {e}")
+            blocks[name] = {"block": name, "error": str(e)}
+    result = {"preset": _preset_name(args), "target": args.target, "out": str(base),
+              "blocks": blocks}
+    (base / "synth.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _all_table(r: dict) -> str:
+    def show(v):
+        return "-" if v is None else f"{v:g}" if isinstance(v, float) else str(v)
+
+    done = [b for b in r["blocks"].values() if "error" not in b]
+    where = r["target"] + (f" {done[0]['device']} {done[0]['package']}"
+                           if done and done[0].get("device") else "")
+    lines = [f"{r['preset']} on {where}: every block but the top",
+             f"{'block':<12} {'component':<16} {'LUT':>7} {'FF':>7} {'DSP':>5} {'BRAM':>5} "
+             f"{'Fmax MHz':>9}  critical path (from -> to)"]
+    for name, b in r["blocks"].items():
+        if "error" in b:
+            lines.append(f"{name:<12} error: {b['error']}")
+            continue
+        paths = b.get("critical_paths") or []
+        worst = max(paths, key=lambda p: p["total_ns"]) if paths else None
+        path = (f"{worst['from_src'] or worst['from']} -> {worst['to_src'] or worst['to']}"
+                if worst else "-")
+        lines.append(f"{name:<12} {b['component']:<16} {show(b['lut']):>7} {show(b['ff']):>7} "
+                     f"{show(b['dsp']):>5} {show(b['bram']):>5} {show(b['fmax_mhz']):>9}  "
+                     f"{path}")
+    lines.append(f"logs and netlists: {r['out']}/<block>")
+    return "\n".join(lines)
+
+
 def run(args) -> int:
     progress = _Progress()
-    result = synthesize(args, progress)
+    if args.block == "all":
+        result = synthesize_all(args, progress)
+        text = _all_table(result)
+    else:
+        result = synthesize(args, progress)
+        text = _table(result)
     progress.line(f"finished in {time.monotonic() - progress.start:.1f}s")
-    print(json.dumps(result, indent=2) if args.json else _table(result))
-    return 0
+    print(json.dumps(result, indent=2) if args.json else text)
+    return 1 if any("error" in b for b in result.get("blocks", {}).values()) else 0

@@ -39,7 +39,8 @@ def _gemm_engine(c: Config) -> wiring.Component:
 def _systolic(c: Config) -> wiring.Component:
     from intformer.hw.systolic import SystolicArray
     return SystolicArray(c.array_rows, c.array_cols, operand_width=c.operand_width,
-                         acc_width=c.acc_width, dsp_packing=c.dsp_packing)
+                         acc_width=c.acc_width, dsp_packing=c.dsp_packing,
+                         ecp5_dsp=c.ecp5_dsp)
 
 
 def _requant(c: Config) -> wiring.Component:

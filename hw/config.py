@@ -127,6 +127,9 @@ class Config:
     acc_width: int = _f("array", 32, "Width of the signed accumulators and bias, in bits")
     dsp_packing: bool = _f("array", False,
                            "Pack two 8x8 products into one DSP where the family allows it")
+    ecp5_dsp: bool = _f("array", False,
+                        "Instantiate ECP5 MULT18X18D multipliers with their operand and "
+                        "product registers (Yosys maps them unregistered)")
     requant_mult_width: int = _f("array", 16,
                                  "Width of the unsigned requantization multiplier, in bits")
     # bus
@@ -210,6 +213,8 @@ class Config:
         need(not self.has_requant or self.acc_width % 8 == 0,
              f"has_requant needs acc_width a multiple of 8 (the requant unit reads lanes of "
              f"acc_width bits), not {self.acc_width}")
+        need(not (self.dsp_packing and self.ecp5_dsp),
+             "dsp_packing (iCE40 SB_MAC16) and ecp5_dsp (ECP5 MULT18X18D) exclude each other")
 
         need(self.axi_data_width in (32, 64, 128, 256, 512),
              f"axi_data_width {self.axi_data_width} is not one of 32, 64, 128, 256, 512")

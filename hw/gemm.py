@@ -300,7 +300,8 @@ class GemmEngine(wiring.Component):
         self._array = SystolicArray(config.array_rows, config.array_cols,
                                     operand_width=config.operand_width,
                                     acc_width=config.acc_width,
-                                    dsp_packing=config.dsp_packing)
+                                    dsp_packing=config.dsp_packing,
+                                    ecp5_dsp=config.ecp5_dsp)
         # The small engine requantizes one lane per cycle (see the class docstring).
         small = config.array_rows * config.array_cols <= SMALL_ARRAY_PES
         self._requant = Requantizer(1 if small else config.array_cols,

@@ -36,15 +36,17 @@ def _byte(m: Module, value: Value, name: str) -> Signal:
 
 
 def dual_mul8x8(m: Module, *, a_lo: Value, b_lo: Value, a_hi: Value, b_hi: Value,
-                ce: Value, name: str) -> tuple[Signal, Signal]:
+                ce: Value, name: str, input_regs: bool = False) -> tuple[Signal, Signal]:
     """Add an ``SB_MAC16`` computing two registered signed 8x8 products to ``m``.
 
     Returns ``(lo, hi)``: ``signed(16)`` signals that take ``a_lo * b_lo`` and
     ``a_hi * b_hi`` one ``sync`` clock edge after an edge on which ``ce`` was high
     (the DSP's 8x8 product registers, ``TOP_8x8_MULT_REG``/``BOT_8x8_MULT_REG``);
-    they hold while ``ce`` is low. The registers have no reset (their value before
-    the first enabled edge is undefined), so ``ce`` must be high on some edge
-    before a product is used.
+    they hold while ``ce`` is low. With ``input_regs`` the operands are registered
+    first (the DSP's ``A_REG`` and ``B_REG``, enabled by ``ce`` as well), so a
+    product follows its operands by two enabled edges. The registers have no reset
+    (their value before the first enabled edge is undefined), so ``ce`` must be high
+    on some edge before a product is used.
 
     Operands are signed and at most 8 bits wide (narrower ones are sign-extended).
 
@@ -61,7 +63,8 @@ def dual_mul8x8(m: Module, *, a_lo: Value, b_lo: Value, a_hi: Value, b_hi: Value
     m.submodules[name] = Instance(
         "SB_MAC16",
         p_NEG_TRIGGER=Const(0, 1),
-        p_A_REG=Const(0, 1), p_B_REG=Const(0, 1), p_C_REG=Const(0, 1), p_D_REG=Const(0, 1),
+        p_A_REG=Const(int(input_regs), 1), p_B_REG=Const(int(input_regs), 1),
+        p_C_REG=Const(0, 1), p_D_REG=Const(0, 1),
         p_TOP_8x8_MULT_REG=Const(1, 1), p_BOT_8x8_MULT_REG=Const(1, 1),
         p_PIPELINE_16x16_MULT_REG1=Const(0, 1), p_PIPELINE_16x16_MULT_REG2=Const(0, 1),
         # Output select 2: the registered 8x8 products, bypassing the adders.

