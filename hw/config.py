@@ -150,6 +150,10 @@ class Config:
              f"{self.array_rows}x{self.array_cols} output tile ({self.min_acc_bytes} bytes)")
 
         in_range("vector_lanes", 1, 64)
+        need(not self.units or self.vector_lanes_fit,
+             f"vector_lanes must be a power of 2 that divides array_cols ({self.array_cols}) "
+             f"and spad_row_bytes ({self.spad_row_bytes}) when a vector unit is included, "
+             f"not {self.vector_lanes}")
         need(self.vector_max_row >= self.vector_lanes and
              self.vector_max_row % self.vector_lanes == 0 and self.vector_max_row <= 4096,
              f"vector_max_row must be a multiple of vector_lanes ({self.vector_lanes}) "
@@ -241,6 +245,14 @@ class Config:
         return 2 * self.array_rows * self.acc_row_bytes
 
     @property
+    def vector_lanes_fit(self) -> bool:
+        """Whether ``vector_lanes`` is a power of 2 that divides both an accumulator row
+        (``array_cols`` elements) and a scratchpad row (``spad_row_bytes``), as the
+        vector units need: each local row is then a whole number of beats."""
+        return (_is_pow2(self.vector_lanes) and self.array_cols % self.vector_lanes == 0
+                and self.spad_row_bytes % self.vector_lanes == 0)
+
+    @property
     def units(self) -> tuple[str, ...]:
         """Names of the vector units present."""
         return tuple(name for name in ("softmax", "gelu", "layernorm", "residual")
@@ -311,9 +323,6 @@ def field_group(name: str) -> str:
 
 BASE = Config()
 
-# The vector units need vector_lanes == array_cols == spad_row_bytes (one memory row per
-# beat; see intformer.hw.vecexec); board presets whose array is not that shape leave
-# them out explicitly, so the configuration says what the hardware holds.
 _NO_VECTOR_UNITS = dict(has_softmax=False, has_gelu=False, has_layernorm=False,
                         has_residual=False)
 # GEMM-only board presets also leave out the standalone requant unit: the GEMM engine
