@@ -361,14 +361,16 @@ PRESETS: dict[str, tuple[Config, str]] = {
         "1.9k FF, 3 of 8 SB_MAC16, 20 of 30 EBR, Fmax 17.9 MHz"),
     "ulx3s": (
         dataclasses.replace(
-            BASE, array_rows=16, array_cols=8, spad_bytes=128 * 1024, acc_bytes=64 * 1024,
-            vector_lanes=8, vector_max_row=512, **_GEMM_ONLY),
-        # Measured with `intformer synth --preset ulx3s --target ecp5` (commit c3b5820):
-        # placed, post-placement Fmax estimate 43.8 MHz; nextpnr's router did not finish
-        # within 38 minutes on the 2-core machine.
-        "ECP5-85F (ULX3S) target: 16x8 array, GEMM and requantization only (8-lane vector "
-        "units need about 150 more DSPs); 31.9k LUT4, 22.2k FF, 144 of 156 MULT18X18D, "
-        "90 of 208 DP16KD (placed; routing not measured)"),
+            BASE, spad_bytes=128 * 1024, acc_bytes=64 * 1024, vector_lanes=1),
+        # Measured with `intformer synth --preset ulx3s --target ecp5 --no-pnr`: 31.7k LUT
+        # (22.8k LUT4 plus carry and mux cells), 21.8k FF, 120 of 156 MULT18X18D (64 in
+        # the array, 16 each in the GEMM engine's and the requant unit's requantizers,
+        # 24 in the 1-lane vector units), 98 of 208 DP16KD. The 8x8 array with 8-byte
+        # scratchpad rows runs the compiler's dataflow schedule; 2 vector lanes would
+        # need about 20 more MULT18X18D (past 85% of the 85F).
+        "ECP5-85F (ULX3S) target: 8x8 array, every unit on 1 vector lane; 31.7k LUT, "
+        "21.8k FF, 120 of 156 MULT18X18D, 98 of 208 DP16KD (synthesis); digits "
+        "transformer 17,854 cycles per image"),
     "arty_a7": (
         dataclasses.replace(
             BASE, array_rows=16, array_cols=12, axi_data_width=128, axi_max_burst=16,
