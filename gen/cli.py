@@ -98,11 +98,6 @@ def cmd_generate(args) -> int:
     from .emit import generate
     config = config_from_args(args)
     files = generate(config, args.out)
-    from intformer.hw.vecexec import supported
-    if config.units and not supported(config):
-        print(f"intformer: note: vector units ({', '.join(config.units)}) left out: they need "
-              f"vector_lanes ({config.vector_lanes}) equal to array_cols ({config.array_cols}) "
-              f"and to the scratchpad row ({config.spad_row_bytes} bytes)", file=sys.stderr)
     if args.save_config:
         from .configfile import save
         save(config, args.out / "config.toml")

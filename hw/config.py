@@ -264,10 +264,14 @@ class Config:
         need(self.vector_max_row <= MAX_VECTOR_ROW,
              f"vector_max_row must be at most {MAX_VECTOR_ROW} (the "
              f"{MAX_VECTOR_ROW.bit_length()}-bit length field), not {self.vector_max_row}")
+        need(not self.units or self.vector_lanes_fit,
+             f"vector_lanes must be a power of 2 that divides array_cols ({self.array_cols}) "
+             f"and spad_row_bytes ({self.spad_row_bytes}) when a vector unit is included, "
+             f"not {self.vector_lanes}")
         need(self.vector_max_row >= self.vector_lanes and
-             self.vector_max_row % self.vector_lanes == 0 and self.vector_max_row <= 4096,
+             self.vector_max_row % self.vector_lanes == 0,
              f"vector_max_row must be a multiple of vector_lanes ({self.vector_lanes}) "
-             f"between {self.vector_lanes} and 4096, not {self.vector_max_row}")
+             f"of at least {self.vector_lanes}, not {self.vector_max_row}")
         # With vector units, a row of INT8 elements fills whole scratchpad rows, one of
         # INT32 elements accumulator rows of array_cols values.
         for what, per_row, rows in (("scratchpad", self.spad_row_bytes, self.spad_rows),
@@ -364,6 +368,14 @@ class Config:
         return 2 * self.array_rows * self.acc_row_bytes
 
     @property
+    def vector_lanes_fit(self) -> bool:
+        """Whether ``vector_lanes`` is a power of 2 that divides both an accumulator row
+        (``array_cols`` elements) and a scratchpad row (``spad_row_bytes``), as the
+        vector units need: each local row is then a whole number of beats."""
+        return (_is_pow2(self.vector_lanes) and self.array_cols % self.vector_lanes == 0
+                and self.spad_row_bytes % self.vector_lanes == 0)
+
+    @property
     def units(self) -> tuple[str, ...]:
         """Names of the vector units present."""
         return tuple(name for name in ("softmax", "gelu", "layernorm", "residual")
@@ -441,9 +453,6 @@ def field_group(name: str) -> str:
 
 BASE = Config()
 
-# The vector units need vector_lanes == array_cols == spad_row_bytes (one memory row per
-# beat; see intformer.hw.vecexec); board presets whose array is not that shape leave
-# them out explicitly, so the configuration says what the hardware holds.
 _NO_VECTOR_UNITS = dict(has_softmax=False, has_gelu=False, has_layernorm=False,
                         has_residual=False)
 # GEMM-only board presets also leave out the standalone requant unit: the GEMM engine
@@ -482,14 +491,16 @@ PRESETS: dict[str, tuple[Config, str]] = {
         "1.9k FF, 3 of 8 SB_MAC16, 20 of 30 EBR, Fmax 17.9 MHz"),
     "ulx3s": (
         dataclasses.replace(
-            BASE, array_rows=16, array_cols=8, spad_bytes=128 * 1024, acc_bytes=64 * 1024,
-            vector_lanes=8, vector_max_row=512, **_GEMM_ONLY),
-        # Measured with `intformer synth --preset ulx3s --target ecp5` (commit c3b5820):
-        # placed, post-placement Fmax estimate 43.8 MHz; nextpnr's router did not finish
-        # within 38 minutes on the 2-core machine.
-        "ECP5-85F (ULX3S) target: 16x8 array, GEMM and requantization only (8-lane vector "
-        "units need about 150 more DSPs); 31.9k LUT4, 22.2k FF, 144 of 156 MULT18X18D, "
-        "90 of 208 DP16KD (placed; routing not measured)"),
+            BASE, spad_bytes=128 * 1024, acc_bytes=64 * 1024, vector_lanes=1),
+        # Measured with `intformer synth --preset ulx3s --target ecp5 --no-pnr`: 31.7k LUT
+        # (22.8k LUT4 plus carry and mux cells), 21.8k FF, 120 of 156 MULT18X18D (64 in
+        # the array, 16 each in the GEMM engine's and the requant unit's requantizers,
+        # 24 in the 1-lane vector units), 98 of 208 DP16KD. The 8x8 array with 8-byte
+        # scratchpad rows runs the compiler's dataflow schedule; 2 vector lanes would
+        # need about 20 more MULT18X18D (past 85% of the 85F).
+        "ECP5-85F (ULX3S) target: 8x8 array, every unit on 1 vector lane; 31.7k LUT, "
+        "21.8k FF, 120 of 156 MULT18X18D, 98 of 208 DP16KD (synthesis); digits "
+        "transformer 17,854 cycles per image"),
     "arty_a7": (
         dataclasses.replace(
             BASE, array_rows=16, array_cols=12, axi_data_width=128, axi_max_burst=16,

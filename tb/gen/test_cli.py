@@ -209,12 +209,17 @@ def test_no_command():
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
 
 
-def test_generate_says_when_vector_units_are_left_out(tmp_path):
-    # A 16x8 array has a 16-byte scratchpad row, wider than the 8 vector lanes.
+def test_vector_units_with_fewer_lanes_than_a_row(tmp_path):
+    # A 16x8 array has a 16-byte scratchpad row: two beats of the 8 vector lanes.
     proc = cli("generate", "--set", "array_rows=16", "--out", tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert "vector units (softmax, gelu, layernorm, residual) left out" in proc.stderr
     implemented = json.loads((tmp_path / "manifest.json").read_text())["commands"]["implemented"]
-    assert "gelu" not in implemented and "gemm" in implemented
-    quiet = cli("generate", "--out", tmp_path / "default")
-    assert quiet.returncode == 0 and "left out" not in quiet.stderr
+    assert "gelu" in implemented and "layernorm" in implemented and "gemm" in implemented
+
+
+def test_vector_lanes_rule_is_one_line(tmp_path):
+    proc = cli("generate", "--set", "vector_lanes=16", "--out", tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "intformer: error: vector_lanes must be a power of 2 that divides array_cols (8) and "
+        "spad_row_bytes (8) when a vector unit is included, not 16"]

@@ -102,8 +102,8 @@ def test_ranges(name, lo, hi):
 
 
 def test_range_ends_accepted():
-    Config(array_rows=1, array_cols=1)
-    Config(operand_width=2)
+    Config(array_rows=1, array_cols=1, vector_lanes=1)
+    Config(operand_width=2, vector_lanes=2)
     Config(cmd_queue_depth=0, dep_queue_depth=1)
 
 
@@ -186,6 +186,29 @@ def test_accumulator_too_small_to_double_buffer():
                             "tile (512 bytes)"):
         Config(acc_bytes=448)
     Config(acc_bytes=512, vector_max_row=128)
+
+
+NO_VECTOR_UNITS = dict(has_softmax=False, has_gelu=False, has_layernorm=False,
+                       has_residual=False)
+
+
+def test_vector_lanes_rule():
+    """Lanes are a power of 2 that divides both memory rows, where a vector unit is."""
+    for changes, bad in ((dict(vector_lanes=3), 3), (dict(vector_lanes=16), 16),
+                         (dict(array_cols=4), 8),
+                         (dict(array_rows=12, spad_bytes=48 * 1024, vector_lanes=8), 8)):
+        c = BASE.replace(**{k: v for k, v in changes.items() if k != "vector_lanes"},
+                         **NO_VECTOR_UNITS)
+        with raises(ValueError, f"vector_lanes must be a power of 2 that divides array_cols "
+                                f"({c.array_cols}) and spad_row_bytes ({c.spad_row_bytes}) "
+                                f"when a vector unit is included, not {bad}"):
+            Config(**{**BASE.to_dict(), **changes})
+    for lanes in (1, 2, 4, 8):
+        assert Config(vector_lanes=lanes).vector_lanes_fit
+    # A 16x8 array: 16-byte scratchpad rows, 8-element accumulator rows.
+    Config(array_rows=16, vector_lanes=8)
+    # Without vector units the lanes are not used.
+    Config(array_cols=4, **NO_VECTOR_UNITS)
 
 
 def test_vector_max_row():

@@ -299,7 +299,13 @@ def _manifest(core, config):
 
 
 CONFIGS = {"default": ("default", {}), "tiny": ("tiny", {}),
-           "wide_rows": ("default", {"array_rows": 8, "array_cols": 4, "axi_data_width": 128}),
+           # Fewer vector lanes than a memory row holds: two beats per local row.
+           "tiny_lanes1": ("tiny", {"vector_lanes": 1}),
+           "lanes2": ("default", {"vector_lanes": 2}),
+           # A scratchpad row (8 bytes) twice as wide as an accumulator row (4 lanes):
+           # the vector units read and write them at different beats per row.
+           "wide_rows": ("default", {"array_rows": 8, "array_cols": 4, "axi_data_width": 128,
+                                     "vector_lanes": 4}),
            # GEMM only, packed DSPs, no command queues, 17-bit addresses.
            "icebreaker": ("icebreaker", {}),
            # Scratchpad and accumulator rows both as wide as a bus beat (4 bytes): the
@@ -308,7 +314,7 @@ CONFIGS = {"default": ("default", {}), "tiny": ("tiny", {}),
 
 
 @pytest.mark.parametrize("name", [
-    pytest.param(n, marks=[pytest.mark.icarus_only] if n != "tiny" else [])
+    pytest.param(n, marks=[pytest.mark.icarus_only] if not n.startswith("tiny") else [])
     for n in CONFIGS])
 def test_core(sim, name):
     from intformer.gen.sim import harness

@@ -88,7 +88,7 @@ async def encoder(dut):
 
 
 #: Configuration, changes to its preset, the layer's shape and the models' seed. The vector commands
-#: need vector_lanes == spad_row_bytes == array_cols (intformer.hw.vecexec.supported).
+#: need vector_lanes to divide spad_row_bytes and array_cols (intformer.hw.vecexec.supported).
 CONFIGS = {
     "tiny": ("tiny", {}, dict(tokens=4, dim=8, heads=2, ffn=16), 10),
     "default": ("default", {}, dict(tokens=6, dim=16, heads=2, ffn=32), 20),
