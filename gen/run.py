@@ -331,14 +331,16 @@ def run(args) -> int:
                         f"{args.images}")
     # The manifest needs only the component, not its Verilog: compile first to size
     # the memory.
-    top = FlatPorts(SimTop(config), flatten=("s_axil",))
+    # (the memory only as large as the address space, for designs with short addresses).
+    top = FlatPorts(SimTop(config, mem_bytes=min(1 << 20, 1 << config.axi_addr_width)),
+                    flatten=("s_axil",))
     man = make_manifest(config, top)
     _unused(top)
-    xs = [model.quantize_input(patchify(x_test[k:k + 1] / 16.0, cfg.patch))
-          for k in range(args.images)]
-    progs = [compile_model(man, model, x[0]) for x in xs]
-    # Refuse a design that cannot run the model before building it.
-    used = {c["name"] for p, _ in progs for c in p.commands}
+    # Refuse a design that cannot run the model before compiling or building it: each
+    # op that computes is one command (slices and concatenations are layouts).
+    command = {"residual_add": "residual"}
+    used = {command.get(op.kind, op.kind) for op in model.ops
+            if op.kind not in ("slice", "concat")}
     missing = sorted(used - set(man["commands"]["implemented"]))
     if missing:
         raise UserError(f"this configuration cannot run the digits transformer: it has no "
@@ -347,6 +349,11 @@ def run(args) -> int:
     if not man["counters"]:
         raise UserError("intformer run reports performance counters, and this "
                         "configuration leaves them out (perf_counters = false)")
+    xs = [model.quantize_input(patchify(x_test[k:k + 1] / 16.0, cfg.patch))
+          for k in range(args.images)]
+    progs = [compile_model(man, model, x[0]) for x in xs]
+    used = {c["name"] for p, _ in progs for c in p.commands}
+    assert used <= set(man["commands"]["implemented"]), used
     need = max(-(-len(p.image) // 64) * 64 + len(p.assemble()) for p, _ in progs)
     mem_bytes = _mem_bytes(BASE + need)
     log = None if args.json else print

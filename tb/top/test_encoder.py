@@ -287,7 +287,7 @@ def test_schedule_choice():
     from intformer.sw.compile import compile_model
     from tb.top.test_core import _manifest
 
-    config = preset("default").replace(array_rows=8, array_cols=4)
+    config = preset("default").replace(array_rows=8, array_cols=4, vector_lanes=4)
     man = _manifest(AcceleratorCore(config), config)
     model, rng = build_model(dict(tokens=4, dim=8, heads=2, ffn=16), "pre", 3)
     x = model.quantize_input(rng.standard_normal((1, 4, 8)))

@@ -22,7 +22,7 @@ def test_run_errors(capsys):
     assert main(["run", "--images", "100000"]) == 2
     assert "--images must be at most" in capsys.readouterr().err
     # Designs that cannot run the model are refused before anything is built.
-    assert main(["run", "--preset", "ulx3s", "--images", "1"]) == 2
+    assert main(["run", "--preset", "icebreaker", "--images", "1"]) == 2
     assert ("cannot run the digits transformer: it has no unit for gelu, layernorm, "
             "residual, softmax") in capsys.readouterr().err
     assert main(["run", "--set", "perf_counters=false", "--images", "1"]) == 2
