@@ -117,13 +117,15 @@ class BoardTop(wiring.Component):
         wiring.connect(m, bridge.m_axil, accel.s_axil)
         wiring.connect(m, rx.data, bridge.rx)
         wiring.connect(m, bridge.tx, tx.data)
+        # Accelerator exposes only its buses and irq; busy is its core's.
+        busy = accel._core.busy
         m.d.comb += [
             rx.rx.eq(self.uart_rx), self.uart_tx.eq(tx.tx),
             mem.host_addr.eq(bridge.mem_addr), mem.host_req.eq(bridge.mem_req),
             mem.host_we.eq(bridge.mem_we), mem.host_wdata.eq(bridge.mem_wdata),
             bridge.mem_ack.eq(mem.host_ack), bridge.mem_rdata.eq(mem.host_rdata),
-            bridge.irq.eq(accel.irq), bridge.busy.eq(accel.busy),
-            self.led_busy.eq(accel.busy), self.led_done.eq(accel.irq),
+            bridge.irq.eq(accel.irq), bridge.busy.eq(busy),
+            self.led_busy.eq(busy), self.led_done.eq(accel.irq),
             self.led_error.eq(bridge.error), self.led_link.eq(bridge.active),
         ]
         return m
