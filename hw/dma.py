@@ -718,12 +718,17 @@ class DMAReader(_Engine):
         ends_job = last & rec.job_end & ~(rec.row_end & rec.extra)
         # rready as one continuous assignment (Icarus left one built in the branches
         # below undefined at time 0 when the record is the generator's plan).
-        m.d.comb += bus.rready.eq(q.r.valid & real & ar_taken &
-                                  (aborting | (~flushing & out_free & (st_free | ~ends_job))))
+        m.d.comb += bus.rready.eq(q.r.valid & real & ar_taken & ~flushing &
+                                  (aborting | (out_free & (st_free | ~ends_job))))
         step = Signal()
         with m.If(aborting):
-            # Take every beat already asked for, drop it; skip phantom records.
-            with m.If(q.r.valid & ar_taken & (rec.phantom | bus.rvalid)):
+            # Take every beat already asked for, drop it; skip phantom records. A record
+            # that was flushing has had all its beats (and counted its completion): drop
+            # it first, so that the next burst's beats are not counted against it.
+            with m.If(flushing):
+                m.d.comb += q.r.ready.eq(1)
+                m.d.sync += flushing.eq(0)
+            with m.Elif(q.r.valid & ar_taken & (rec.phantom | bus.rvalid)):
                 m.d.sync += beat.eq(beat + 1)
                 with m.If(rec.phantom | last):
                     m.d.comb += q.r.ready.eq(1)

@@ -115,7 +115,10 @@ class TB:
                      "cmdproc.dispatched", "cmdproc.awaiting", "cmdproc.committed",
                      "cmdproc.outstanding", "cmdproc.status_seen", "cmdproc.to_request",
                      "rd_busy", "rd_owner", "load.fsm_state", "store.fsm_state",
-                     "cmdproc.tokens_l2c", "cmdproc.tokens_c2s", "gemm.busy"):
+                     "cmdproc.tokens_l2c", "cmdproc.tokens_c2s", "gemm.busy", "resetting",
+                     "dma.rd_busy", "dma.wr_busy", "dma.reader.aborting",
+                     "dma.reader.outstanding", "dma.reader.flushing", "dma.reader.fifo.w_level",
+                     "dma.reader.data__valid", "dma.reader.status__valid"):
             obj = inner
             try:
                 for part in path.split("."):
@@ -123,7 +126,8 @@ class TB:
                 out.append(f"{path}={obj.value}")
             except AttributeError:
                 out.append(f"{path}=?")
-        for name in ("arvalid", "arready", "rvalid", "rready", "araddr", "arlen"):
+        for name in ("arvalid", "arready", "rvalid", "rready", "araddr", "arlen", "awvalid",
+                     "awready", "wvalid", "wready", "wlast", "bvalid", "bready"):
             out.append(f"{name}={getattr(self.dut, f'm_axi_{name}').value}")
         return ", ".join(out)
 

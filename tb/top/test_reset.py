@@ -110,18 +110,38 @@ async def soft_reset_recovers(dut):
     tb.set_pauses("random")
     prog, _, out, want = gemm_program(tb)
     bound = drain_bound(tb)
-    # An idle soft reset reports too, and the first run measures the stream.
+    # An idle soft reset reports too, and the first run measures the stream and when
+    # each moment occurs in it (cycles after start), so that a trial aiming at a moment
+    # waits for a time at which it was seen, not past the last read burst.
     await soft_reset(tb, bound)
+    seen = {name: [] for name in MOMENTS}
+    watching = [True]
+
+    async def watch():
+        cycle = 0
+        while watching[0]:
+            await RisingEdge(dut.clk)
+            cycle += 1
+            if int(dut.busy.value):
+                for name, holds in MOMENTS.items():
+                    if holds(dut):
+                        seen[name].append(cycle)
+
+    cocotb.start_soon(watch())
     got = prog.read(await tb.run(prog, guard_outputs=[out]), out)
+    watching[0] = False
     assert (got == want).all(), "GEMM differs from the golden model"
     length = tb.cycles
+    assert seen["r_beat"] and seen["w_beat"], f"the stream has no burst: {seen}"
     trials = int(os.environ.get("INTFORMER_RESET_TRIALS", "8"))
     worst = 0
     hits = dict.fromkeys(MOMENTS, 0)
     for trial in range(trials):
         moment = list(MOMENTS)[trial % len(MOMENTS)]
         await start(tb, prog)
-        for _ in range(r.randrange(length)):
+        # Random pauses move the moments: start looking a little before one was seen.
+        delay = r.choice(seen[moment]) - r.randrange(8) if seen[moment] else r.randrange(length)
+        for _ in range(max(0, delay)):
             await RisingEdge(dut.clk)
         for _ in range(length):
             if MOMENTS[moment](dut) or not int(dut.busy.value):
@@ -129,6 +149,7 @@ async def soft_reset_recovers(dut):
             await RisingEdge(dut.clk)
         hits[moment] += MOMENTS[moment](dut) and int(dut.busy.value)
         busy = int(dut.busy.value)
+        dut._log.debug(f"trial {trial}: pulse at {moment} after {delay} cycles")
         cycles = await soft_reset(tb, bound)
         worst = max(worst, cycles)
         tb.ram.write(WINDOW, bytes(prog.image))
