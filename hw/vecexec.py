@@ -26,7 +26,7 @@ index of every field of the units' constant structures.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import C, Module, Mux, Signal, signed
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -186,9 +186,11 @@ class _RowWriter:
             m.d.comb += row_end.eq((beat == beats - 1) | Mux(is_acc, sub == groups["acc"] - 1,
                                                             sub == groups["spad"] - 1))
             for g in range(width // lanes):
+                # No group follows the last one (and Verilator flags `sub > max` as constant).
+                later = sub > g if g < width // lanes - 1 else C(0)
                 for i in range(lanes):
                     e = g * lanes + i
-                    m.d.comb += row[e].eq(Mux(sub == g, out[i], Mux(sub > g, held[e], 0)))
+                    m.d.comb += row[e].eq(Mux(sub == g, out[i], Mux(later, held[e], 0)))
                     with m.If(valid & (sub == g)):
                         m.d.sync += held[e].eq(out[i])
         wide = Signal(self.elems["acc"] * 32)

@@ -449,8 +449,9 @@ CONFIGS = {
     # One-entry queues; a bus as wide as a command (checked in place at the fetch buffer).
     "one_entry": {"axi_data_width": 256, "axi_max_burst": 4, "cmd_queue_depth": 1},
     "direct_wide": {"axi_data_width": 256, "axi_max_burst": 4, "cmd_queue_depth": 0},
-    # Rows of 3 and 12 bytes: range checks for a row size that is not a power of 2.
-    "odd_rows": {"preset": "tiny", "array_cols": 3, "spad_bytes": 4092, "acc_bytes": 2040},
+    # Rows of 12 and 48 bytes (340 and 40 of them): range checks for a row size that is
+    # not a power of 2 (a 32-bit beat divides both, as Config requires).
+    "odd_rows": {"preset": "tiny", "array_cols": 12, "spad_bytes": 4080, "acc_bytes": 1920},
     # No queues (depth 0), 17-bit addresses, GEMM only: the narrowest commands.
     "icebreaker": {"preset": "icebreaker",
                    "implemented": ("load", "store", "gemm", "set_const", "end")},

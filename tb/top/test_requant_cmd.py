@@ -116,7 +116,8 @@ async def requant_commands(dut):
 
 
 CONFIGS = {"tiny": ("tiny", {}), "default": ("default", {}),
-           "wide_rows": ("default", {"array_rows": 8, "array_cols": 4, "axi_data_width": 128}),
+           "wide_rows": ("default", {"array_rows": 8, "array_cols": 4, "axi_data_width": 128,
+                                       "vector_lanes": 4}),
            "absent": ("tiny", {"has_requant": False})}
 
 
