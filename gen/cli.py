@@ -113,6 +113,8 @@ PLUGINS = {
     "bench": ("intformer.gen.bench", "run a benchmark in simulation"),
     "model": ("intformer.gen.model", "evaluate the digits transformer (float vs integer)"),
     "run": ("intformer.gen.run", "run the digits transformer on the generated RTL"),
+    "compile": ("intformer.gen.compilecmd", "compile your ONNX or PyTorch encoder into a "
+                "command stream and memory image"),
 }
 
 
