@@ -26,7 +26,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from .cli import UserError, add_config_args, config_from_args
+from .cli import UserError, add_config_args, config_from_args, path_arg
 
 __all__ = ["add_arguments", "run", "ScriptBus", "ReplayBus", "build_verilator", "run_images",
            "run_images_icarus", "record", "replay", "emit_simtop", "strip_memory_init"]
@@ -302,6 +302,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sim", choices=("verilator", "icarus"), default="verilator",
                         help="simulator (default verilator)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    mine = parser.add_argument_group("your model (see README, Bring your own model)")
+    mine.add_argument("--model", type=path_arg, default=None, metavar="MODEL",
+                      help="run this .onnx or .pt/.pth encoder instead of the digits one")
+    mine.add_argument("--calib", type=path_arg, default=None, metavar="DATA.npz",
+                      help="calibration inputs for --model: array x (N, tokens, dim)")
+    mine.add_argument("--inputs", type=path_arg, default=None, metavar="DATA.npz",
+                      help="inputs to run with --model (the first --images): array x")
 
 
 def _mem_bytes(need: int) -> int:
@@ -312,6 +319,9 @@ def _mem_bytes(need: int) -> int:
 
 
 def run(args) -> int:
+    if args.model is not None:
+        from .usermodel import run_model
+        return run_model(args)
     import numpy as np
 
     from ..hw.axi import FlatPorts

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from .cli import UserError
 
-__all__ = ["UserModel", "design_manifest", "program_json", "float_agreement"]
+__all__ = ["UserModel", "design_manifest", "program_json", "float_agreement", "compare",
+           "run_model"]
 
 
 def design_manifest(config) -> dict:
@@ -170,3 +171,98 @@ def float_agreement(um: UserModel) -> dict:
             "output_float_max": out["float_max"],
             "worst_cosine": worst["cosine"], "worst_tensor": worst["tensor"],
             "argmax_agreement": float((f.argmax(1) == q.argmax(1)).mean())}
+
+
+def compare(um: UserModel, results: list) -> list[dict]:
+    """Per input: every op's output read back from ``results`` against
+    :meth:`IntegerModel.run`, and the cycles it took."""
+    import numpy as np
+    rows = []
+    for k, (x, (prog, tensors), res) in enumerate(zip(um.xs, um.progs, results, strict=True)):
+        env = um.model.run(x)
+        mismatched = []
+        if res.error != "none":
+            mismatched.append(f"error {res.error} at command {res.error_index}")
+        else:
+            mismatched = [op.output for op in um.model.ops
+                          if not np.array_equal(prog.read(res.image, tensors[op.output]),
+                                                env[op.output][0])]
+        rows.append({"index": k, "bit_exact": not mismatched, "mismatched": mismatched[:5],
+                     "cycles": res.counters.get("cycles_busy", res.irq_cycles),
+                     "irq_cycles": res.irq_cycles,
+                     "macs": sum(c["m"] * c["k"] * c["n"] for c in prog.commands
+                                 if c["name"] == "gemm")})
+    return rows
+
+
+def run_model(args) -> int:
+    """``intformer run --model MODEL --calib DATA.npz --inputs DATA.npz``."""
+    import json
+    import time
+
+    from ..hw.axi import FlatPorts
+    from ..hw.simtop import SimTop
+    from .cli import config_from_args
+    from .emit import manifest as make_manifest
+    from .run import BASE, _mem_bytes, _unused, build_verilator, run_images, run_images_icarus
+
+    if args.calib is None or args.inputs is None:
+        raise UserError("--model needs --calib DATA.npz and --inputs DATA.npz")
+    config = config_from_args(args)
+    if args.images < 1:
+        raise UserError(f"--images must be at least 1, not {args.images}")
+    um = UserModel(args.model, args.calib, args.inputs, percentile=None)
+    um.float_inputs = um.float_inputs[:args.images]
+    um.xs, um.labels = um.xs[:args.images], um.labels[:args.images]
+    top = FlatPorts(SimTop(config, mem_bytes=min(1 << 20, 1 << config.axi_addr_width)),
+                    flatten=("s_axil",))
+    man = make_manifest(config, top)
+    _unused(top)
+    um.compile(man)
+    mem_bytes = _mem_bytes(BASE + um.need_bytes)
+    log = None if args.json else print
+    if args.sim == "verilator":
+        binary, man, build_s = build_verilator(config, mem_bytes=mem_bytes, log=log)
+        results, sim = run_images(binary, man, um.jobs, work=binary.parent.parent / "work")
+    else:
+        t0 = time.monotonic()
+        results, sim, man = run_images_icarus(config, um.jobs, mem_bytes=mem_bytes)
+        build_s = time.monotonic() - t0 - sim["seconds"]
+    rows = compare(um, results)
+    n = len(rows)
+    cycles = sum(r["cycles"] for r in rows)
+    macs = sum(r["macs"] for r in rows)
+    pes = man["config"]["array_rows"] * man["config"]["array_cols"]
+    t = um.model.tensors
+    report = {
+        "model": um.name, "config": args.config and str(args.config) or (args.preset or
+                                                                          "default"),
+        "input": [t[um.model.input].name, *t[um.model.input].shape],
+        "output": [t[um.model.output].name, *t[um.model.output].shape],
+        "ops": len(um.model.ops), "commands": len(um.progs[0][0].commands),
+        "images": n, "bit_exact": sum(r["bit_exact"] for r in rows),
+        "cycles_per_image": cycles / n, "macs_per_image": macs / n,
+        "mac_utilization": macs / (cycles * pes) if cycles else 0.0,
+        "float": float_agreement(um),
+        "sim": args.sim, "sim_cycles": sim["cycles"], "sim_seconds": sim["seconds"],
+        "build_seconds": round(build_s, 1), "per_image": rows,
+    }
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        f = report["float"]
+        print(f"{um.name}: {n} inputs, {report['ops']} integer ops, {report['commands']} "
+              f"commands, on {man['config']['array_rows']}x{man['config']['array_cols']}, "
+              f"{args.sim}")
+        print(f"bit-exact           {report['bit_exact']}/{n} (every tensor vs the integer "
+              f"golden model)")
+        print(f"cycles per image    {report['cycles_per_image']:.0f} "
+              f"({report['macs_per_image']:.0f} MACs, utilization "
+              f"{report['mac_utilization']:.3f})")
+        print(f"integer vs float    output cosine {f['output_cosine']:.5f}, max |err| "
+              f"{f['output_max_abs']:.4g} (of {f['output_float_max']:.4g}); lowest "
+              f"cosine {f['worst_cosine']:.5f} ({f['worst_tensor']})")
+        for r in rows:
+            if not r["bit_exact"]:
+                print(f"input {r['index']}: mismatched {', '.join(r['mismatched'])}")
+    return 0 if report["bit_exact"] == n else 1
