@@ -211,6 +211,7 @@ def run_model(args) -> int:
     config = config_from_args(args)
     if args.images < 1:
         raise UserError(f"--images must be at least 1, not {args.images}")
+    # The first --images inputs, or all of them when there are fewer.
     um = UserModel(args.model, args.calib, args.inputs, percentile=None)
     um.float_inputs = um.float_inputs[:args.images]
     um.xs, um.labels = um.xs[:args.images], um.labels[:args.images]

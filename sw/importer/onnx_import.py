@@ -411,7 +411,35 @@ class _Importer:
         f = 1.0 / f if op.op_type == "Div" else f
         if f == 0 or not math.isfinite(f):
             raise ModelImportError(f"{where}: constant factor {f}")
+        if self.fold_factor(op, act, f):
+            return act
         return Act(act.ids, act.scale * f)
+
+    def fold_factor(self, op, act: Act, f: float) -> bool:
+        """Fold factor ``f`` into the matmuls or linears that produced ``act`` (scores
+        divided by sqrt(d) after ``Q @ K^T``), if only this op reads them."""
+        owners = {self.lay.name_of(int(i)) for i in np.unique(self.lay.owner(act.ids))}
+        value = op.inputs[0] if op.inputs[0] in self.env and isinstance(
+            self.env[op.inputs[0]], Act) else op.inputs[1]
+        size = sum(int(np.prod(self.graph.shapes[n])) for n in owners)
+        if (self.users.get(value) != 1 or np.unique(act.ids).size != act.ids.size
+                or act.ids.size != size):
+            return False
+        for n in owners:
+            node = self.graph[n]
+            if (node.kind not in ("matmul", "linear") or self.graph.consumers(n)
+                    or self.lay.origin.get(n) != value):
+                return False
+        for n in owners:
+            node = self.graph[n]
+            if node.kind == "matmul":
+                node.attrs["alpha"] = node.attrs.get("alpha", 1.0) * f
+            else:
+                for key in (node.attrs["weight"], node.attrs.get("bias")):
+                    if key is not None:
+                        self.weights[key] = self.weights[key] * f
+            self.lay.origin[n] = op.outputs[0]
+        return True
 
     def add(self, op, ins, where) -> Act:
         a, b = ins
@@ -456,6 +484,7 @@ class _Importer:
         key = self.lay.unique(f"{name}.b")
         self.weights[key] = b.reshape(cols)
         node.attrs["bias"] = key
+        self.lay.origin[name] = op.outputs[0]
         return a
 
     def linear(self, op, x: Act, w: np.ndarray, bias, where) -> Act:
@@ -520,7 +549,7 @@ class _Importer:
             na = self.lay.resolve(xb[k], hint)
             nb, transposed = self.lay.resolve_transposed(yb[k], hint)
             outs.append(self.lay.add("matmul", hint, [na, nb], transpose_b=transposed,
-                                     alpha=x.scale * y.scale))
+                                     alpha=x.scale * y.scale, origin=op.outputs[0]))
         return Act(np.stack(outs).reshape(*batch, x.shape[-2], y.shape[-1]))
 
     def layernorm(self, op, ins, where) -> Act:
