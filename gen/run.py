@@ -29,7 +29,8 @@ from pathlib import Path
 from .cli import UserError, add_config_args, config_from_args, path_arg
 
 __all__ = ["add_arguments", "run", "ScriptBus", "ReplayBus", "build_verilator", "run_images",
-           "run_images_icarus", "record", "replay", "emit_simtop", "strip_memory_init"]
+           "run_images_icarus", "record", "replay", "emit_simtop", "strip_memory_init",
+           "Digits", "compare_images", "summarize", "print_summary"]
 
 #: Where the driver places the image (the stream follows it).
 BASE = 0
@@ -318,68 +319,87 @@ def _mem_bytes(need: int) -> int:
     return size
 
 
-def run(args) -> int:
-    if args.model is not None:
-        from .usermodel import run_model
-        return run_model(args)
+class Digits:
+    """The digits transformer and its first ``images`` test images: the integer model,
+    each image's quantized input and label, and (after :meth:`compile`) each image's
+    :func:`~intformer.sw.compile.compile_model` result for one design.
+
+    Parameters
+    ----------
+    images : int
+        How many test images, from the first.
+
+    Raises
+    ------
+    UserError
+        If ``images`` is not between 1 and the size of the test split.
+    """
+
+    def __init__(self, images: int):
+        from ..sw.model.evaluate import load_digits_model
+        from ..sw.model.vit import digits_split, patchify
+        if images < 1:
+            raise UserError(f"--images must be at least 1, not {images}")
+        cfg, _, _, self.model = load_digits_model()
+        _, x_test, _, y_test = digits_split()
+        if images > len(x_test):
+            raise UserError(f"--images must be at most {len(x_test)} (the test split), not "
+                            f"{images}")
+        self.labels = [int(y) for y in y_test[:images]]
+        self.xs = [self.model.quantize_input(patchify(x_test[k:k + 1] / 16.0, cfg.patch))
+                   for k in range(images)]
+        self.progs: list = []
+
+    def missing_units(self, manifest: dict) -> list[str]:
+        """The commands the model needs that the design ``manifest`` does not implement
+        (each op that computes is one command; slices and concatenations are layouts)."""
+        command = {"residual_add": "residual"}
+        used = {command.get(op.kind, op.kind) for op in self.model.ops
+                if op.kind not in ("slice", "concat")}
+        return sorted(used - set(manifest["commands"]["implemented"]))
+
+    def compile(self, manifest: dict) -> None:
+        """Compile every image for the design ``manifest``."""
+        from ..sw.compile import compile_model
+        self.progs = [compile_model(manifest, self.model, x[0]) for x in self.xs]
+        used = {c["name"] for p, _ in self.progs for c in p.commands}
+        assert used <= set(manifest["commands"]["implemented"]), used
+
+    @property
+    def jobs(self) -> list[tuple[bytes, bytes]]:
+        """``(memory image, command stream)`` per image, for the driver."""
+        return [(p.image, p.assemble()) for p, _ in self.progs]
+
+    @property
+    def need_bytes(self) -> int:
+        """Memory the largest image and its stream take from :data:`BASE`."""
+        return max(-(-len(p.image) // 64) * 64 + len(p.assemble()) for p, _ in self.progs)
+
+
+def compare_images(digits: Digits, results: list) -> tuple[list[dict], dict]:
+    """Compare every op's output tensor of each result with the integer golden model.
+
+    Parameters
+    ----------
+    digits : Digits
+    results : list of RunResult
+        One per image, with ``irq_cycles`` set.
+
+    Returns
+    -------
+    per_image : list of dict
+        ``index``, ``label``, ``predicted``, ``golden``, ``bit_exact``, ``mismatched``
+        (at most 5 names), ``cycles`` (the busy counter, else the interrupt's cycle
+        count) and ``irq_cycles``.
+    totals : dict
+        ``cycles``, ``gemm_busy``, ``vector_busy``, ``gemm_rows`` and ``macs`` summed.
+    """
     import numpy as np
-
-    from ..hw.axi import FlatPorts
-    from ..hw.simtop import SimTop
-    from ..sw.compile import compile_model
-    from ..sw.model.evaluate import load_digits_model
-    from ..sw.model.vit import digits_split, patchify
-    from .emit import manifest as make_manifest
-
-    config = config_from_args(args)
-    if args.images < 1:
-        raise UserError(f"--images must be at least 1, not {args.images}")
-    cfg, _, _, model = load_digits_model()
-    _, x_test, _, y_test = digits_split()
-    if args.images > len(x_test):
-        raise UserError(f"--images must be at most {len(x_test)} (the test split), not "
-                        f"{args.images}")
-    # The manifest needs only the component, not its Verilog: compile first to size
-    # the memory.
-    # (the memory only as large as the address space, for designs with short addresses).
-    top = FlatPorts(SimTop(config, mem_bytes=min(1 << 20, 1 << config.axi_addr_width)),
-                    flatten=("s_axil",))
-    man = make_manifest(config, top)
-    _unused(top)
-    # Refuse a design that cannot run the model before compiling or building it: each
-    # op that computes is one command (slices and concatenations are layouts).
-    command = {"residual_add": "residual"}
-    used = {command.get(op.kind, op.kind) for op in model.ops
-            if op.kind not in ("slice", "concat")}
-    missing = sorted(used - set(man["commands"]["implemented"]))
-    if missing:
-        raise UserError(f"this configuration cannot run the digits transformer: it has no "
-                        f"unit for {', '.join(missing)} (see `intformer presets`; the "
-                        f"default preset has them all)")
-    if not man["counters"]:
-        raise UserError("intformer run reports performance counters, and this "
-                        "configuration leaves them out (perf_counters = false)")
-    xs = [model.quantize_input(patchify(x_test[k:k + 1] / 16.0, cfg.patch))
-          for k in range(args.images)]
-    progs = [compile_model(man, model, x[0]) for x in xs]
-    used = {c["name"] for p, _ in progs for c in p.commands}
-    assert used <= set(man["commands"]["implemented"]), used
-    need = max(-(-len(p.image) // 64) * 64 + len(p.assemble()) for p, _ in progs)
-    mem_bytes = _mem_bytes(BASE + need)
-    log = None if args.json else print
-    jobs = [(p.image, p.assemble()) for p, _ in progs]
-    if args.sim == "verilator":
-        binary, man, build_s = build_verilator(config, mem_bytes=mem_bytes, log=log)
-        results, sim = run_images(binary, man, jobs, work=binary.parent.parent / "work")
-    else:
-        t0 = time.monotonic()
-        results, sim, man = run_images_icarus(config, jobs, mem_bytes=mem_bytes)
-        build_s = time.monotonic() - t0 - sim["seconds"]
-
-    rows, cols = man["config"]["array_rows"], man["config"]["array_cols"]
+    model = digits.model
     per_image = []
     totals = {"cycles": 0, "gemm_busy": 0, "vector_busy": 0, "gemm_rows": 0, "macs": 0}
-    for k, (x, (prog, tensors), res) in enumerate(zip(xs, progs, results, strict=True)):
+    for k, (x, (prog, tensors), res) in enumerate(zip(digits.xs, digits.progs, results,
+                                                      strict=True)):
         env = model.run(x)
         mismatched = []
         if res.error != "none":
@@ -391,25 +411,32 @@ def run(args) -> int:
                     mismatched.append(op.output)
         got = prog.read(res.image, tensors[model.output]).reshape(-1)
         c = res.counters
+        cycles = c.get("cycles_busy", res.irq_cycles)
         per_image.append({
-            "index": k, "label": int(y_test[k]),
+            "index": k, "label": digits.labels[k],
             "predicted": int(np.argmax(got)),
             "golden": int(np.argmax(env[model.output][0].reshape(-1))),
             "bit_exact": not mismatched, "mismatched": mismatched[:5],
-            "cycles": c["cycles_busy"], "irq_cycles": res.irq_cycles,
+            "cycles": cycles, "irq_cycles": res.irq_cycles,
         })
-        totals["cycles"] += c["cycles_busy"]
-        totals["gemm_busy"] += c["gemm_busy"]
-        totals["vector_busy"] += c["vector_busy"]
-        totals["gemm_rows"] += c["gemm_rows"]
+        totals["cycles"] += cycles
+        for name in ("gemm_busy", "vector_busy", "gemm_rows"):
+            totals[name] += c.get(name, 0)
         # MACs the model needs (M * K * N of every GEMM command), not array slots:
         # ragged tiles and zero padding do not count.
         totals["macs"] += sum(cmd["m"] * cmd["k"] * cmd["n"] for cmd in prog.commands
                               if cmd["name"] == "gemm")
+    return per_image, totals
+
+
+def summarize(manifest: dict, per_image: list[dict], totals: dict) -> dict:
+    """The figures of :func:`compare_images`'s results: ``array``, ``macs_per_cycle``,
+    ``images``, ``bit_exact``, ``accuracy``, ``golden_accuracy``, ``cycles_per_image``,
+    ``macs_per_image``, utilization, ``array_occupancy`` and ``phases``."""
+    rows, cols = manifest["config"]["array_rows"], manifest["config"]["array_cols"]
     n = len(per_image)
     cyc = totals["cycles"]
-    report = {
-        "config": args.config and str(args.config) or (args.preset or "default"),
+    return {
         "array": f"{rows}x{cols}", "macs_per_cycle": rows * cols, "images": n,
         "bit_exact": sum(r["bit_exact"] for r in per_image),
         "accuracy": sum(r["predicted"] == r["label"] for r in per_image) / n,
@@ -427,6 +454,61 @@ def run(args) -> int:
             "dma_other": (cyc - totals["gemm_busy"] - totals["vector_busy"]) / cyc
             if cyc else 0.0,
         },
+    }
+
+
+def print_summary(report: dict) -> None:
+    """Print :func:`summarize`'s accuracy and cycle lines."""
+    n = report["images"]
+    print(f"bit-exact           {report['bit_exact']}/{n}")
+    print(f"accuracy            {report['accuracy']:.3f} (integer golden "
+          f"{report['golden_accuracy']:.3f})")
+    print(f"cycles per image    {report['cycles_per_image']:.0f}")
+
+
+def run(args) -> int:
+    if args.model is not None:
+        from .usermodel import run_model
+        return run_model(args)
+    from ..hw.axi import FlatPorts
+    from ..hw.simtop import SimTop
+    from .emit import manifest as make_manifest
+
+    config = config_from_args(args)
+    digits = Digits(args.images)
+    # The manifest needs only the component, not its Verilog: compile first to size
+    # the memory.
+    # (the memory only as large as the address space, for designs with short addresses).
+    top = FlatPorts(SimTop(config, mem_bytes=min(1 << 20, 1 << config.axi_addr_width)),
+                    flatten=("s_axil",))
+    man = make_manifest(config, top)
+    _unused(top)
+    # Refuse a design that cannot run the model before compiling or building it.
+    missing = digits.missing_units(man)
+    if missing:
+        raise UserError(f"this configuration cannot run the digits transformer: it has no "
+                        f"unit for {', '.join(missing)} (see `intformer presets`; the "
+                        f"default preset has them all)")
+    if not man["counters"]:
+        raise UserError("intformer run reports performance counters, and this "
+                        "configuration leaves them out (perf_counters = false)")
+    digits.compile(man)
+    mem_bytes = _mem_bytes(BASE + digits.need_bytes)
+    log = None if args.json else print
+    jobs = digits.jobs
+    if args.sim == "verilator":
+        binary, man, build_s = build_verilator(config, mem_bytes=mem_bytes, log=log)
+        results, sim = run_images(binary, man, jobs, work=binary.parent.parent / "work")
+    else:
+        t0 = time.monotonic()
+        results, sim, man = run_images_icarus(config, jobs, mem_bytes=mem_bytes)
+        build_s = time.monotonic() - t0 - sim["seconds"]
+
+    per_image, totals = compare_images(digits, results)
+    n = len(per_image)
+    report = {
+        "config": args.config and str(args.config) or (args.preset or "default"),
+        **summarize(man, per_image, totals),
         "sim": args.sim, "sim_cycles": sim["cycles"], "sim_seconds": sim["seconds"],
         "sim_cycles_per_second": sim["cycles"] / sim["seconds"] if sim["seconds"] else 0.0,
         "build_seconds": round(build_s, 1),
@@ -438,10 +520,7 @@ def run(args) -> int:
         p = report["phases"]
         print(f"{n} images on {report['array']} ({report['macs_per_cycle']} MACs/cycle), "
               f"{args.sim}")
-        print(f"bit-exact           {report['bit_exact']}/{n}")
-        print(f"accuracy            {report['accuracy']:.3f} (integer golden "
-              f"{report['golden_accuracy']:.3f})")
-        print(f"cycles per image    {report['cycles_per_image']:.0f}")
+        print_summary(report)
         print(f"MAC utilization     {report['mac_utilization']:.3f} of peak over the run, "
               f"{report['gemm_phase_utilization']:.3f} in GEMM phases "
               f"({report['macs_per_image']:.0f} MACs per image)")
