@@ -1,10 +1,12 @@
 """The files ``intformer compile`` and ``intformer run --model`` read: a model
 (``.onnx``, or ``.pt``/``.pth`` holding a whole PyTorch module saved with
-``torch.save(model)``) and arrays of inputs (npz with one array ``x`` of shape
+``torch.save(model)``, whose classes must then be importable, or a TorchScript
+module saved with ``torch.jit.save``) and arrays of inputs (npz with one array ``x`` of shape
 ``(N, tokens, dim)``, float)."""
 
 from __future__ import annotations
 
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -86,10 +88,17 @@ def load_model(path, *, shape: tuple[int, int] | None = None):
                          f"installed (or export it to ONNX)") from e
     from .torch_import import import_torch
     try:
-        module = torch.load(path, weights_only=False, map_location="cpu")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            module = torch.load(path, weights_only=False, map_location="cpu")
     except Exception as e:
-        raise ValueError(f"Model file {str(path)!r} is not a readable PyTorch file: "
-                         f"{e}") from e
+        try:
+            module = torch.jit.load(str(path), map_location="cpu")
+        except Exception:
+            raise ValueError(f"Model file {str(path)!r} is not a readable PyTorch file: {e} "
+                             f"(torch.save(model) pickles the model's classes by name, so "
+                             f"they must be importable here; a TorchScript file from "
+                             f"torch.jit.save, or ONNX, needs no code)") from e
     if not isinstance(module, torch.nn.Module):
         raise ValueError(f"Model file {str(path)!r} holds a {type(module).__name__}, not a "
                          f"whole nn.Module (save it with torch.save(model))")

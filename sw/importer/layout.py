@@ -206,17 +206,3 @@ class Layout:
             self.ids(out, new=True)
             self._cache[key] = out
         return self._cache[key]
-
-    def row_groups(self, *blocks: np.ndarray) -> list[tuple[int, int]]:
-        """Row ranges of 2-D ``blocks`` (same row count) within which each block
-        continues one row to the next in the same tensors (so a row-wise operation
-        can run on each range as one graph tensor)."""
-        rows = blocks[0].shape[0]
-        cuts = {0, rows}
-        for b in blocks:
-            own = self.owner(b)
-            step = np.asarray([self.graph.shapes[n][1] for n in self._names])[own]
-            cont = (own[1:] == own[:-1]) & (b[1:] - b[:-1] == step[:-1])
-            cuts |= {i + 1 for i in np.flatnonzero(~cont.all(axis=1))}
-        cuts = sorted(cuts)
-        return list(zip(cuts[:-1], cuts[1:], strict=True))

@@ -249,12 +249,24 @@ class _Importer:
             raise ModelImportError("a scalar activation has no rows")
         return v.ids.reshape(-1, v.ids.shape[-1]) if v.ids.ndim != 1 else v.ids[None]
 
+    def groups(self, *acts: Act) -> list[tuple[int, int]]:
+        """Row ranges of the flattened ``acts`` to compute as one graph tensor each:
+        all rows when they form one tensor or there is one leading index (rows from
+        several tensors are then concatenated), else one range per leading index (a
+        head's scores: heads are separate tensors)."""
+        shape = acts[0].shape
+        rows = int(np.prod(shape[:-1]))
+        if len(shape) <= 2 or all(self.lay.is_block(self.flat(v)) for v in acts) or \
+                rows == shape[-2]:
+            return [(0, rows)]
+        return [(r, r + shape[-2]) for r in range(0, rows, shape[-2])]
+
     def rowwise(self, op: Op, v: Act, make) -> Act:
         """Apply a row-wise op (``make(name, hint) -> ids``) to every row group."""
         self.need_unit(v, f"Node {op.name!r} ({op.op_type})")
         f = self.flat(v)
         outs = []
-        groups = self.lay.row_groups(f)
+        groups = self.groups(v)
         for k, (r0, r1) in enumerate(groups):
             hint = op.name if len(groups) == 1 else f"{op.name}.{k}"
             outs.append(make(self.lay.resolve(f[r0:r1], hint), hint))
@@ -462,7 +474,7 @@ class _Importer:
                                f"{b.shape}")
         fa, fb = self.flat(a), self.flat(b)
         outs = []
-        groups = self.lay.row_groups(fa, fb)
+        groups = self.groups(a, b)
         for k, (r0, r1) in enumerate(groups):
             hint = op.name if len(groups) == 1 else f"{op.name}.{k}"
             na, nb = self.lay.resolve(fa[r0:r1], hint), self.lay.resolve(fb[r0:r1], hint)
@@ -496,7 +508,7 @@ class _Importer:
             raise ModelImportError(f"{where}: input of {f.shape[1]} features times a weight "
                                f"of shape {w.shape}")
         outs = []
-        groups = self.lay.row_groups(f)
+        groups = self.groups(x)
         for k, (r0, r1) in enumerate(groups):
             hint = op.name if len(groups) == 1 else f"{op.name}.{k}"
             wkey = self.lay.unique(f"{hint}.w")

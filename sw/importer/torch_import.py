@@ -7,12 +7,41 @@ is the ONNX importer's. The module takes ``(batch, tokens, dim)``: use
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
+import sys
+import tempfile
 import warnings
 
 __all__ = ["import_torch", "OPSET"]
 
 OPSET = 17
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Hold back what the exporter prints on stdout and stderr, from Python or C++ (a
+    whole TorchScript IR dump when it fails); the exception says what went wrong."""
+    try:
+        fds = [sys.stdout.fileno(), sys.stderr.fileno()]
+    except (AttributeError, OSError, ValueError):
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(fd) for fd in fds]
+    with tempfile.TemporaryFile() as sink:
+        for fd in fds:
+            os.dup2(sink.fileno(), fd)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            for fd, old in zip(fds, saved, strict=True):
+                os.dup2(old, fd)
+                os.close(old)
 
 
 def import_torch(module, shape: tuple[int, int]):
@@ -41,12 +70,13 @@ def import_torch(module, shape: tuple[int, int]):
     try:
         if mha:
             mha.set_fastpath_enabled(False)
-        with torch.no_grad(), warnings.catch_warnings():
+        with torch.no_grad(), warnings.catch_warnings(), _quiet():
             warnings.simplefilter("ignore")
             torch.onnx.export(module, (example,), buf, dynamo=False, opset_version=OPSET,
                               input_names=["x"], output_names=["y"])
     except Exception as e:
-        raise ValueError(f"torch.onnx.export failed on the module: {e}") from e
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ValueError(f"torch.onnx.export failed on the module: {first}") from e
     finally:
         if mha:
             mha.set_fastpath_enabled(fastpath)
