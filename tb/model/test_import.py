@@ -236,3 +236,34 @@ def test_torch_file_and_errors(tmp_path, capsys):
     with pytest.raises(ValueError, match="Module '' \\(MultiheadAttention\\) has "
                                          "batch_first=False"):
         import_torch(mha, (12, 16))
+
+
+def test_torch_vit_on_rtl(tmp_path, capsys):
+    """A ViT with a class token and nn.MultiheadAttention, saved with torch.save, run
+    bit-exactly on the RTL through ``intformer run --model enc.pt``."""
+    torch = pytest.importorskip("torch")
+    if shutil.which("verilator") is None:
+        pytest.skip("verilator not installed")
+    from tb.model.torch_models import TinyViT
+    torch.manual_seed(0)
+    net = TinyViT().eval()
+    torch.save(net, tmp_path / "vit.pt")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "calib.npz", x=rng.standard_normal((64, 8, 4)))
+    x = rng.standard_normal((2, 8, 4))
+    np.savez(tmp_path / "inputs.npz", x=x)
+    status = main(["run", "--model", str(tmp_path / "vit.pt"), "--calib",
+                   str(tmp_path / "calib.npz"), "--inputs", str(tmp_path / "inputs.npz"),
+                   "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert status == 0, report
+    assert report["images"] == 2 and report["bit_exact"] == 2
+    assert report["output"][1:] == [1, 3]
+    assert report["float"]["output_cosine"] >= COSINE_BOUND
+    # The imported float graph is the torch model.
+    from intformer.sw.importer.torch_import import import_torch
+    imp = import_torch(net, (8, 4))
+    with torch.no_grad():
+        want = net(torch.tensor(x, dtype=torch.float32)).numpy()
+    got = run_float(imp.graph, imp.weights, x)[imp.graph.output].reshape(want.shape)
+    np.testing.assert_allclose(got, want, atol=1e-5 * np.abs(want).max())
