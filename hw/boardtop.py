@@ -11,8 +11,8 @@ board simulation drives them directly.
 
 from __future__ import annotations
 
-from amaranth.hdl import ClockDomain, Module, Signal
-from amaranth.lib import wiring
+from amaranth.hdl import ClockDomain, Elaboratable, Module, Signal
+from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 
 from .axiram import AXIRam
@@ -20,7 +20,7 @@ from .config import Config
 from .hostlink import HostBridge
 from .uart import UARTRx, UARTTx, check_divisor
 
-__all__ = ["BoardTop"]
+__all__ = ["BoardTop", "BoardPins"]
 
 
 class BoardTop(wiring.Component):
@@ -39,6 +39,8 @@ class BoardTop(wiring.Component):
     power_on_reset : bool
         As :class:`~intformer.hw.simtop.SimTop`: reset from a counter, ``clk`` a port
         (for simulation; a board's platform gives the ``sync`` domain its reset).
+    spram : bool
+        Memory in iCE40UP5K SPRAM (:class:`AXIRam` ``spram``); for the board build only.
 
     Members
     -------
@@ -62,7 +64,8 @@ class BoardTop(wiring.Component):
     POR_CYCLES = 4
 
     def __init__(self, config: Config, *, mem_bytes: int, divisor: int,
-                 timeout: int | None = None, power_on_reset: bool = False):
+                 timeout: int | None = None, power_on_reset: bool = False,
+                 spram: bool = False):
         from .top import Accelerator
         if not isinstance(config, Config):
             raise TypeError(f"BoardTop config must be a Config, not {config!r}")
@@ -70,7 +73,7 @@ class BoardTop(wiring.Component):
         self._divisor = check_divisor("BoardTop", divisor)
         self._por = bool(power_on_reset)
         self._mem = AXIRam(addr_width=config.axi_addr_width, data_width=config.axi_data_width,
-                           id_width=config.axi_id_width, mem_bytes=mem_bytes)
+                           id_width=config.axi_id_width, mem_bytes=mem_bytes, spram=spram)
         self._bridge = HostBridge(csr_addr_width=config.csr_addr_width, mem_bytes=mem_bytes,
                                   timeout=640 * divisor if timeout is None else timeout)
         self._accel = Accelerator(config)
@@ -128,4 +131,56 @@ class BoardTop(wiring.Component):
             self.led_busy.eq(busy), self.led_done.eq(accel.irq),
             self.led_error.eq(bridge.error), self.led_link.eq(bridge.active),
         ]
+        return m
+
+
+class BoardPins(Elaboratable):
+    """A :class:`BoardTop` on a platform's pins: its UART on the platform's ``uart`` 0
+    (the board's FTDI serial port), its LEDs on the resources ``leds`` names.
+
+    The ``sync`` domain is the platform's default clock unless the board design adds
+    its own.
+
+    Parameters
+    ----------
+    top : BoardTop
+    leds : dict
+        ``{"busy" | "done" | "error" | "link": (resource name, number)}``; a status
+        left out drives no LED.
+
+    Raises
+    ------
+    TypeError
+        If ``top`` is not a BoardTop.
+    ValueError
+        If ``leds`` names a status BoardTop does not have.
+    """
+
+    STATUS = ("busy", "done", "error", "link")
+
+    def __init__(self, top: BoardTop, *, leds: dict):
+        if not isinstance(top, BoardTop):
+            raise TypeError(f"BoardPins top must be a BoardTop, not {top!r}")
+        unknown = sorted(set(leds) - set(self.STATUS))
+        if unknown:
+            raise ValueError(f"BoardPins LED status {unknown[0]!r} is not one of "
+                             f"{', '.join(self.STATUS)}")
+        self._top = top
+        self._leds = dict(leds)
+
+    @property
+    def top(self) -> BoardTop:
+        return self._top
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        m.submodules.top = top = self._top
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.uart_rx = rx = io.Buffer("i", uart.rx)
+        m.submodules.uart_tx = tx = io.Buffer("o", uart.tx)
+        m.d.comb += [top.uart_rx.eq(rx.i), tx.o.eq(top.uart_tx)]
+        for status, (name, number) in self._leds.items():
+            m.submodules[f"led_{status}"] = led = io.Buffer(
+                "o", platform.request(name, number, dir="-"))
+            m.d.comb += led.o.eq(getattr(top, f"led_{status}"))
         return m
