@@ -115,6 +115,8 @@ PLUGINS = {
     "run": ("intformer.gen.run", "run the digits transformer on the generated RTL"),
     "compile": ("intformer.gen.compilecmd", "compile your ONNX or PyTorch encoder into a "
                 "command stream and memory image"),
+    "board": ("intformer.gen.board", "build, program and run a board (icebreaker, ulx3s, "
+                                     "arty_a7)"),
 }
 
 
