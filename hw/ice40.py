@@ -21,7 +21,7 @@ from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Signal, Valu
 __all__ = ["PRIMITIVES", "dual_mul8x8", "cells_sim_path", "sim_models"]
 
 #: iCE40 primitives this package may instantiate (modules of Yosys's ``ice40/cells_sim.v``).
-PRIMITIVES: tuple[str, ...] = ("SB_MAC16",)
+PRIMITIVES: tuple[str, ...] = ("SB_MAC16", "SB_SPRAM256KA")
 
 
 def _byte(m: Module, value: Value, name: str) -> Signal:

@@ -181,7 +181,7 @@ async def run_link(dut):
     assert not tb.uart.received, "bytes left over after the last answer"
 
 
-def build(sim, *, divisor, beat_bits, mem_bytes, frames):
+def build(sim, *, divisor, beat_bits, mem_bytes, frames, spram=False):
     from amaranth.hdl import Module
     from amaranth.lib import wiring
     from amaranth.lib.wiring import In, Out
@@ -197,7 +197,7 @@ def build(sim, *, divisor, beat_bits, mem_bytes, frames):
     class LinkHarness(wiring.Component):
         def __init__(self):
             self.ram = AXIRam(addr_width=20, data_width=beat_bits, id_width=2,
-                              mem_bytes=mem_bytes)
+                              mem_bytes=mem_bytes, spram=spram)
             self.bridge = HostBridge(csr_addr_width=csr_addr_width, mem_bytes=mem_bytes,
                                      timeout=40 * divisor)
             super().__init__({
@@ -226,7 +226,7 @@ def build(sim, *, divisor, beat_bits, mem_bytes, frames):
             return m
 
     top = LinkHarness()
-    path = harness.build_dir(f"link_d{divisor}_b{beat_bits}_{sim}")
+    path = harness.build_dir(f"link_d{divisor}_b{beat_bits}{'_spram' if spram else ''}_{sim}")
     params = {"link": top.bridge.manifest(), "divisor": divisor, "mem_bytes": mem_bytes,
               "beat": beat_bits // 8, "csr_addr_width": csr_addr_width, "frames": frames,
               "max_len": 100}
@@ -243,6 +243,13 @@ def build(sim, *, divisor, beat_bits, mem_bytes, frames):
     (4, 32), pytest.param(7, 128, marks=pytest.mark.icarus_only)])
 def test_link(sim, divisor, beat_bits):
     build(sim, divisor=divisor, beat_bits=beat_bits, mem_bytes=4096, frames=6)
+
+
+# The iCEBreaker's memory: 128 KiB in a 2 x 2 grid of SB_SPRAM256KA (the Yosys cell
+# model), so frames reach both rows and every byte lane of both columns.
+@pytest.mark.icarus_only
+def test_link_spram(sim):
+    build(sim, divisor=4, beat_bits=32, mem_bytes=128 * 1024, frames=6, spram=True)
 
 
 def test_link_errors():
