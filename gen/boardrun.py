@@ -46,6 +46,8 @@ SIM_DIVISOR = 4
 #: a 4 KB frame takes 164,000 cycles to shift in before its answer starts: about 1 s
 #: at the simulation's usual speed, several on a loaded machine.
 SIM_SILENCE = 30.0
+#: The same on a board's port, where a 4 KB frame takes 41 ms at 1,000,000 baud.
+PORT_SILENCE = 1.0
 TEMPLATE = Path(__file__).with_name("sim") / "board_main.cpp"
 BUILD_ROOT = Path("build") / "board"
 #: Verilator and C++ options of the board simulation. The C++ is compiled at -O1 and
@@ -381,8 +383,8 @@ def run(args) -> int:
                     port.close()
                 sim = simulation.close()
         else:
-            port = open_serial(args.port, baud, timeout=1.0)
-            bus = SerialBus(man, port)
+            port = open_serial(args.port, baud, timeout=PORT_SILENCE)
+            bus = SerialBus(man, port, silence=PORT_SILENCE)
             try:
                 results = run_jobs(man, bus, jobs)
             finally:

@@ -192,6 +192,22 @@ def test_image_faults():
     assert sim.figures["bytes_to_board"] == bus.stats["bytes_out"] - 1
 
 
+@pytest.mark.slow
+def test_port_run(capsys, monkeypatch):
+    """``--port`` on the simulation's pseudo-terminal: the board path of the host code,
+    with the link measured in wall time."""
+    binary, _, _ = boardrun.build_board_sim(board("ulx3s"))
+    # The simulation shifts a 4 KB frame in for a second or more before answering.
+    monkeypatch.setattr(boardrun, "PORT_SILENCE", 30.0)
+    with boardrun.BoardSim(binary) as sim:
+        assert board_run(["ulx3s", "--port", sim.path, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["where"] == "board" and report["bit_exact"] == 1
+    link = report["link"]
+    assert sim.figures["bytes_to_board"] == link["bytes_out"]
+    assert 0 < link["measured"]["bytes_per_second"] < link["wire_limit_bytes_per_second"]
+
+
 def test_fault_port():
     """The wrapper itself: which byte goes, on which frame, once."""
     class Pipe:
