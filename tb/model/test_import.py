@@ -33,8 +33,8 @@ SHAPES = {
 
 # Stated bounds (as tb/model/test_encoder.py's for the built-in encoder): mean |error|
 # of every integer tensor within 7 % of its mean magnitude, cosine similarity at least
-# 0.998 for every tensor. Measured over these shapes, seed 1: mean error <= 3.7 %,
-# lowest cosine 0.99893.
+# 0.998 for every tensor. Measured over these shapes (calibration seed 1, inputs seed
+# 2): mean error <= 4.9 %, lowest cosine 0.99892.
 MEAN_REL_BOUND = 0.07
 COSINE_BOUND = 0.998
 
