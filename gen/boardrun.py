@@ -167,6 +167,9 @@ def _build(b, path: Path, divisor: int, log) -> tuple[Path, dict, float]:
     env = dict(os.environ)
     if "OBJCACHE" not in env and shutil.which("ccache"):
         env["OBJCACHE"] = "ccache"
+        # Paths relative to the build folder, so that the same generated C++ in another
+        # folder (a hardware change that leaves this design alone) is a cache hit.
+        env.setdefault("CCACHE_BASEDIR", str(path.resolve()))
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     (path / "build.log").write_text(proc.stdout + proc.stderr)
     if proc.returncode or not binary.exists():
