@@ -13,9 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from .cli import UserError
+from .run import Digits
 
-__all__ = ["UserModel", "design_manifest", "program_json", "float_agreement", "compare",
-           "run_model"]
+__all__ = ["UserModel", "design_manifest", "program_json", "float_agreement", "run_model"]
 
 
 def design_manifest(config) -> dict:
@@ -94,12 +94,10 @@ class UserModel:
     def name(self) -> str:
         return self.path.name
 
-    def missing_units(self, manifest: dict) -> list[str]:
-        """The commands the model needs that the design does not implement."""
-        command = {"residual_add": "residual"}
-        used = {command.get(op.kind, op.kind) for op in self.model.ops
-                if op.kind not in ("slice", "concat")}
-        return sorted(used - set(manifest["commands"]["implemented"]))
+    # The same as for the digits workload (they read only model and progs).
+    missing_units = Digits.missing_units
+    jobs = Digits.jobs
+    need_bytes = Digits.need_bytes
 
     def compile(self, manifest: dict) -> None:
         """Compile every input for the design ``manifest``."""
@@ -112,14 +110,6 @@ class UserModel:
             self.progs = [compile_model(manifest, self.model, x[0]) for x in self.xs]
         except ValueError as e:
             raise UserError(f"{self.name} does not fit this configuration: {e}") from e
-
-    @property
-    def jobs(self) -> list[tuple[bytes, bytes]]:
-        return [(p.image, p.assemble()) for p, _ in self.progs]
-
-    @property
-    def need_bytes(self) -> int:
-        return max(-(-len(p.image) // 64) * 64 + len(p.assemble()) for p, _ in self.progs)
 
 
 def _scale(s):
@@ -173,28 +163,6 @@ def float_agreement(um: UserModel) -> dict:
             "argmax_agreement": float((f.argmax(1) == q.argmax(1)).mean())}
 
 
-def compare(um: UserModel, results: list) -> list[dict]:
-    """Per input: every op's output read back from ``results`` against
-    :meth:`IntegerModel.run`, and the cycles it took."""
-    import numpy as np
-    rows = []
-    for k, (x, (prog, tensors), res) in enumerate(zip(um.xs, um.progs, results, strict=True)):
-        env = um.model.run(x)
-        mismatched = []
-        if res.error != "none":
-            mismatched.append(f"error {res.error} at command {res.error_index}")
-        else:
-            mismatched = [op.output for op in um.model.ops
-                          if not np.array_equal(prog.read(res.image, tensors[op.output]),
-                                                env[op.output][0])]
-        rows.append({"index": k, "bit_exact": not mismatched, "mismatched": mismatched[:5],
-                     "cycles": res.counters.get("cycles_busy", res.irq_cycles),
-                     "irq_cycles": res.irq_cycles,
-                     "macs": sum(c["m"] * c["k"] * c["n"] for c in prog.commands
-                                 if c["name"] == "gemm")})
-    return rows
-
-
 def run_model(args) -> int:
     """``intformer run --model MODEL --calib DATA.npz --inputs DATA.npz``."""
     import json
@@ -204,7 +172,16 @@ def run_model(args) -> int:
     from ..hw.simtop import SimTop
     from .cli import config_from_args
     from .emit import manifest as make_manifest
-    from .run import BASE, _mem_bytes, _unused, build_verilator, run_images, run_images_icarus
+    from .run import (
+        BASE,
+        _mem_bytes,
+        _unused,
+        build_verilator,
+        compare_images,
+        run_images,
+        run_images_icarus,
+        summarize,
+    )
 
     if args.calib is None or args.inputs is None:
         raise UserError("--model needs --calib DATA.npz and --inputs DATA.npz")
@@ -229,11 +206,12 @@ def run_model(args) -> int:
         t0 = time.monotonic()
         results, sim, man = run_images_icarus(config, um.jobs, mem_bytes=mem_bytes)
         build_s = time.monotonic() - t0 - sim["seconds"]
-    rows = compare(um, results)
-    n = len(rows)
-    cycles = sum(r["cycles"] for r in rows)
-    macs = sum(r["macs"] for r in rows)
-    pes = man["config"]["array_rows"] * man["config"]["array_cols"]
+    per_image, totals = compare_images(um, results)
+    figures = summarize(man, per_image, totals)
+    for r in per_image:
+        del r["label"]
+    # The inputs have no labels: "accuracy" would only restate the argmax agreement.
+    del figures["accuracy"], figures["golden_accuracy"]
     t = um.model.tensors
     report = {
         "model": um.name, "config": args.config and str(args.config) or (args.preset or
@@ -241,29 +219,27 @@ def run_model(args) -> int:
         "input": [t[um.model.input].name, *t[um.model.input].shape],
         "output": [t[um.model.output].name, *t[um.model.output].shape],
         "ops": len(um.model.ops), "commands": len(um.progs[0][0].commands),
-        "images": n, "bit_exact": sum(r["bit_exact"] for r in rows),
-        "cycles_per_image": cycles / n, "macs_per_image": macs / n,
-        "mac_utilization": macs / (cycles * pes) if cycles else 0.0,
-        "float": float_agreement(um),
+        **figures, "float": float_agreement(um),
         "sim": args.sim, "sim_cycles": sim["cycles"], "sim_seconds": sim["seconds"],
-        "build_seconds": round(build_s, 1), "per_image": rows,
+        "build_seconds": round(build_s, 1), "per_image": per_image,
     }
+    n = report["images"]
     if args.json:
         print(json.dumps(report, indent=1))
     else:
         f = report["float"]
         print(f"{um.name}: {n} inputs, {report['ops']} integer ops, {report['commands']} "
-              f"commands, on {man['config']['array_rows']}x{man['config']['array_cols']}, "
-              f"{args.sim}")
+              f"commands, on {report['array']}, {args.sim}")
         print(f"bit-exact           {report['bit_exact']}/{n} (every tensor vs the integer "
               f"golden model)")
         print(f"cycles per image    {report['cycles_per_image']:.0f} "
               f"({report['macs_per_image']:.0f} MACs, utilization "
-              f"{report['mac_utilization']:.3f})")
+              f"{report['mac_utilization']:.3f} over the run, "
+              f"{report['gemm_phase_utilization']:.3f} in GEMM phases)")
         print(f"integer vs float    output cosine {f['output_cosine']:.5f}, max |err| "
               f"{f['output_max_abs']:.4g} (of {f['output_float_max']:.4g}); lowest "
               f"cosine {f['worst_cosine']:.5f} ({f['worst_tensor']})")
-        for r in rows:
+        for r in per_image:
             if not r["bit_exact"]:
                 print(f"input {r['index']}: mismatched {', '.join(r['mismatched'])}")
     return 0 if report["bit_exact"] == n else 1
