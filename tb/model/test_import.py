@@ -184,6 +184,18 @@ def test_cli_errors(files, tmp_path, capsys):
         "run", "--model", str(model))
 
 
+def test_shape_that_does_not_fit(tmp_path, capsys):
+    """300 tokens: the scores' rows exceed the default accelerator's memories."""
+    m = encoder_onnx(tokens=300, dim=16, heads=2, ffn=32, depth=1, norm="pre", style="bert")
+    onnx.save(m, str(tmp_path / "long.onnx"))
+    np.savez(tmp_path / "calib.npz", x=np.random.default_rng(0).standard_normal((4, 300, 16)))
+    assert main(["compile", str(tmp_path / "long.onnx"), "--calib", str(tmp_path / "calib.npz"),
+                 "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("intformer: error: long.onnx does not fit this configuration: ")
+    assert err.count("\n") == 1
+
+
 @pytest.mark.parametrize("shape", SHAPES)
 def test_run_on_rtl(files, shape, capsys):
     """Every tensor of one input bit-exact on the Verilator model of the default
