@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import fcntl
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -168,12 +170,20 @@ def build_verilator(config, *, mem_bytes: int, root: Path = BUILD_ROOT,
     UserError
         If ``verilator`` is not installed or the build fails.
     """
-    from .lint import VERILATOR_WAIVERS
     exe = shutil.which("verilator")
     if exe is None:
         raise UserError("verilator not found on PATH; install Verilator 5 (or use "
                         "--sim icarus)")
     path = root / _build_key(config, mem_bytes)
+    path.mkdir(parents=True, exist_ok=True)
+    # One build per configuration at a time: parallel test workers wait for the first.
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build(config, mem_bytes, path, exe, log)
+
+
+def _build(config, mem_bytes: int, path: Path, exe: str, log) -> tuple[Path, dict, float]:
+    from .lint import VERILATOR_WAIVERS
     binary = path / "obj" / "Vsim"
     man_file = path / "manifest.json"
     if binary.exists() and man_file.exists():
@@ -190,7 +200,13 @@ def build_verilator(config, *, mem_bytes: int, root: Path = BUILD_ROOT,
            "-Mdir", str(path / "obj"), "-o", "Vsim", "-CFLAGS", f"-DBEAT_BYTES={beat}",
            "-MAKEFLAGS", "OPT_FAST=-O2 OPT_SLOW=-O1", str(source.resolve()),
            str(main.resolve())]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    env = dict(os.environ)
+    if "OBJCACHE" not in env and shutil.which("ccache"):
+        env["OBJCACHE"] = "ccache"
+        # Paths relative to the build folder, so that the same generated C++ in another
+        # folder (a hardware change that leaves this design alone) is a cache hit.
+        env.setdefault("CCACHE_BASEDIR", str(path.resolve()))
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     (path / "build.log").write_text(proc.stdout + proc.stderr)
     if proc.returncode or not binary.exists():
         raise UserError(f"Verilator build failed; see {path / 'build.log'}")
