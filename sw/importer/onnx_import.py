@@ -133,7 +133,9 @@ def import_onnx(model) -> Imported:
     if len(g.output) != 1:
         raise ModelImportError(f"The model must have exactly one output, not {len(g.output)}")
     ops = fuse(ops, consts)
-    return _Importer(consts).run(ops, inputs[0].name, _dims(inputs[0]), g.output[0].name)
+    opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), 17)
+    return _Importer(consts, opset).run(ops, inputs[0].name, _dims(inputs[0]),
+                                        g.output[0].name)
 
 
 def _constant(name: str, attrs: dict) -> np.ndarray:
@@ -162,7 +164,8 @@ def _axis(axis: int, rank: int, where: str) -> int:
 
 
 class _Importer:
-    def __init__(self, consts: dict):
+    def __init__(self, consts: dict, opset: int):
+        self.opset = opset
         self.consts = consts
         self.graph = Graph()
         self.weights: dict = {}
@@ -337,7 +340,8 @@ class _Importer:
         if t in ("MatMul", "Gemm"):
             return [self.matmul(op, ins, where)]
         if t == "Softmax":
-            ax = a.get("axis", -1)
+            # Before opset 13 the default axis is 1, over the input flattened from it.
+            ax = a.get("axis", -1 if self.opset >= 13 else 1)
             if _axis(ax, x.ids.ndim, where) != x.ids.ndim - 1:
                 raise ModelImportError(f"{where}: Softmax over axis {ax}; intformer's is over the "
                                    f"last axis")
