@@ -11,6 +11,7 @@ design's Verilator build is cached under ``build/board``; one image then takes a
 import argparse
 import asyncio
 import json
+import shutil
 import struct
 
 import pytest
@@ -26,6 +27,10 @@ from tb.board.faults import Fault, FaultyPort, frame_is
 #: are small (at most 256 bytes a frame, 10,000 cycles, a tenth of a second even on a
 #: loaded machine), so that a lost byte costs little waiting.
 SILENCE = 1.0
+
+
+needs_verilator = pytest.mark.skipif(shutil.which("verilator") is None,
+                                     reason="verilator not installed")
 
 
 def board_run(argv: list[str]) -> int:
@@ -66,6 +71,7 @@ def test_no_port():
         board_run(["ulx3s", "--port", "/dev/intformer-none"])
 
 
+@needs_verilator
 def test_sim_run(capsys):
     """One image on the simulated ULX3S, every tensor bit-exact, the link measured."""
     assert board_run(["ulx3s", "--sim", "--images", "1", "--json"]) == 0
@@ -97,6 +103,7 @@ def _open(sim, man, faults):
     return port, SerialBus(man, port, silence=SILENCE, chunk=256)
 
 
+@needs_verilator
 def test_link_faults():
     """Corrupted and lost bytes either way: requests that are safe to repeat are
     retried (``stats["retries"]``), a register write whose answer is lost is a clear
@@ -155,6 +162,7 @@ def test_link_faults():
     assert sim.figures["bytes_to_board"] == bus.stats["bytes_out"] - 1
 
 
+@needs_verilator
 @pytest.mark.slow
 def test_image_faults():
     """Faults inside an image's run (its upload, the status polls, the result's read
@@ -192,6 +200,7 @@ def test_image_faults():
     assert sim.figures["bytes_to_board"] == bus.stats["bytes_out"] - 1
 
 
+@needs_verilator
 @pytest.mark.slow
 def test_port_run(capsys, monkeypatch):
     """``--port`` on the simulation's pseudo-terminal: the board path of the host code,
