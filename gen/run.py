@@ -145,11 +145,27 @@ def emit_simtop(config, path: Path, *, mem_bytes: int) -> tuple[Path, dict]:
     return source, man
 
 
+#: C++ optimisation of the Verilator model, by ``INTFORMER_RUN_BUILD``: ``speed`` (the
+#: default, for simulation speed) or ``quick`` (unoptimised, for short runs such as
+#: the tests', which set it: the C++ compile is most of a build).
+BUILD_OPTS = {"speed": "OPT_FAST=-O2 OPT_SLOW=-O1",
+              "quick": "OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0"}
+
+
+def _build_kind() -> str:
+    kind = os.environ.get("INTFORMER_RUN_BUILD", "speed")
+    if kind not in BUILD_OPTS:
+        raise UserError(f"INTFORMER_RUN_BUILD must be one of {', '.join(BUILD_OPTS)}, "
+                        f"not {kind!r}")
+    return kind
+
+
 def _build_key(config, mem_bytes: int) -> str:
     """A hash of everything the simulator binary depends on."""
     h = hashlib.sha256()
     h.update(repr(config).encode())
     h.update(str(mem_bytes).encode())
+    h.update(BUILD_OPTS[_build_kind()].encode())
     hw = Path(__file__).resolve().parents[1] / "hw"
     for f in sorted(hw.glob("*.py")):
         h.update(f.name.encode())
@@ -198,7 +214,7 @@ def _build(config, mem_bytes: int, path: Path, exe: str, log) -> tuple[Path, dic
     cmd = [exe, "--cc", "--exe", "--build", "-j", "2", "-Wno-fatal", *VERILATOR_WAIVERS,
            "-O3", "--x-assign", "fast", "--x-initial", "fast", "--top-module", "top",
            "-Mdir", str(path / "obj"), "-o", "Vsim", "-CFLAGS", f"-DBEAT_BYTES={beat}",
-           "-MAKEFLAGS", "OPT_FAST=-O2 OPT_SLOW=-O1", str(source.resolve()),
+           "-MAKEFLAGS", BUILD_OPTS[_build_kind()], str(source.resolve()),
            str(main.resolve())]
     env = dict(os.environ)
     if "OBJCACHE" not in env and shutil.which("ccache"):

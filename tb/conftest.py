@@ -18,6 +18,11 @@ import pytest
 
 from intformer.gen.sim.harness import SIMULATORS
 
+# `intformer run` in tests simulates a few images: its Verilator model is built without
+# C++ optimisation (gen/run.py BUILD_OPTS), which costs a run seconds and saves the
+# build most of its time.
+os.environ.setdefault("INTFORMER_RUN_BUILD", "quick")
+
 
 def pytest_addoption(parser):
     parser.addoption("--sim", default=os.environ.get("INTFORMER_SIM", ",".join(SIMULATORS)),
