@@ -86,6 +86,8 @@ class Program:
         self.spad_banks, self.acc_banks = c["spad_banks"], c["acc_banks"]
         self.spad_bank_rows, self.acc_bank_rows = d["spad_bank_rows"], d["acc_bank_rows"]
         self._load_waits = False
+        #: The schedule that :func:`compile_model` used.
+        self.schedule = "serial"
         self.free_all()
 
     # Memory image ---------------------------------------------------------------------------
@@ -411,7 +413,7 @@ class _Space:
     def bank(self, row: int) -> int:
         return min(row // self.bank_rows, self.banks - 1)
 
-    def alloc(self, n: int, bank: int) -> int:
+    def alloc(self, n: int, bank: int, what: str = "") -> int:
         b = bank % self.banks
         lo, hi = b * self.bank_rows, (b + 1) * self.bank_rows
         start = None
@@ -426,8 +428,10 @@ class _Space:
         if start is None:  # another bank, or a run across banks
             start = next((s for s, e in self.free if s + n <= e), None)
         if start is None:
+            run = max((e - s for s, e in self.free), default=0)
             raise _NoRoom(f"{self.name} of {self.rows} rows has no {n} free consecutive "
-                          f"rows")
+                          f"rows{what}: the longest free run is {run} rows, {n - run} "
+                          f"short")
         for k, (s, e) in enumerate(self.free):
             if s <= start and start + n <= e:
                 self.free[k:k + 1] = [r for r in ([s, start], [start + n, e]) if r[0] < r[1]]
@@ -505,9 +509,11 @@ class _Dataflow:
         self.scratch = self.cs.constants["count"] - 1
         self.const_values: dict[int, int] = {}
         self.deferred: list = []
-        self.loc: dict[str, tuple] = {}        # result -> (space, row, stride, region)
+        self.loc: dict[str, tuple] = {}        # result -> (space, row, stride, region,
+        #                                        elements per local row)
         self.alias: dict[str, tuple] = {}      # concat input -> (concat output, r0, c0)
         self.shared: set[str] = set()          # ... stored with the concatenation
+        self.in_memory: set[str] = set()       # concatenations put together in memory
         self.producer: dict[str, int] = {}     # result -> its step
         self.last_use: dict[str, int] = {}
         self.temps: dict[int, list] = {}       # step -> its operand regions
@@ -593,14 +599,34 @@ class _Dataflow:
     def extent(t: Tensor) -> tuple[int, int]:
         return t.offset, t.offset + (t.rows - 1) * t.stride + t.row_bytes
 
-    def load(self, t: Tensor, space: str, loc: int, stride: int) -> None:
-        n = _ceil_div(t.row_bytes, self.row_bytes[space])
-        self.cmd("load", writes=[(space, self.rows(loc, t.rows, stride, n))],
-                 dram_r=self.extent(t), dram=t.offset, dram_stride=t.stride,
-                 row_bytes=t.row_bytes, rows=t.rows, loc=loc, loc_stride=stride,
-                 space=self.cs.spaces[space])
+    def tiles(self, t: Tensor, space: str, width: int | None):
+        """``t`` as the column tiles of ``width`` elements (default: a whole local row)
+        that a layout puts into consecutive local rows: one tile when ``width`` is the
+        local row or ``t`` fits one tile, else one per tile, with its first row."""
+        if width is None or width == self.elems[space] or t.cols <= width:
+            return [(t, 0)]
+        return [(Tensor(t.offset + j * width * t.dtype.itemsize, t.rows,
+                        min(width, t.cols - j * width), t.dtype, stride=t.stride), j)
+                for j in range(_ceil_div(t.cols, width))]
 
-    def store(self, t: Tensor, space: str, loc: int, stride: int) -> None:
+    def load(self, t: Tensor, space: str, loc: int, stride: int,
+             width: int | None = None) -> None:
+        """Load ``t`` with ``width`` elements per local row (default: a whole row)."""
+        for tile, j in self.tiles(t, space, width):
+            n = _ceil_div(tile.row_bytes, self.row_bytes[space])
+            self.cmd("load", writes=[(space, self.rows(loc + j, tile.rows, stride, n))],
+                     dram_r=self.extent(tile), dram=tile.offset, dram_stride=tile.stride,
+                     row_bytes=tile.row_bytes, rows=tile.rows, loc=loc + j,
+                     loc_stride=stride, space=self.cs.spaces[space])
+
+    def store(self, t: Tensor, space: str, loc: int, stride: int,
+              width: int | None = None) -> None:
+        """Store ``t`` from ``width`` elements per local row (default: a whole row)."""
+        tiles = self.tiles(t, space, width)
+        if len(tiles) > 1:
+            for tile, j in tiles:
+                self.store(tile, space, loc + j, stride)
+            return
         n = _ceil_div(t.row_bytes, self.row_bytes[space])
         width = 1 << self.cs.fields("store")["row_bytes"]["width"]
         if stride == n and t.stride == t.row_bytes == n * self.row_bytes[space] \
@@ -615,7 +641,7 @@ class _Dataflow:
 
     def temp(self, k: int, space: str, n: int, bank: int) -> int:
         """Rows for an operand of step ``k``, released after the step."""
-        start = self.mem[space].alloc(n, bank)
+        start = self.mem[space].alloc(n, bank, self.for_step(k))
         self.temps.setdefault(k, []).append(_Region(space, start, n))
         return start
 
@@ -633,27 +659,42 @@ class _Dataflow:
     def is_result(self, name: str) -> bool:
         return self.root(name) in self.producer
 
+    def for_step(self, k: int) -> str:
+        """`` for <outputs> (step k)``, for the errors of the allocator."""
+        return f" for {', '.join(op.output for op in self.steps[k][1])} (step {k})"
+
+    @staticmethod
+    def fits(cols: int, have: int, want: int) -> bool:
+        """Whether ``cols`` columns laid out ``have`` elements per local row are also
+        laid out ``want`` per row (the same widths, or one local row either way: the
+        data are in the low bytes)."""
+        return have == want or cols <= min(have, want)
+
     def local(self, name: str):
-        """``(space, row, stride)`` of a resident tensor (or view), or None."""
+        """``(space, row, stride, width)`` of a resident tensor (or view), ``width``
+        elements per local row, or None."""
         if name in self.views:
             base = self.local(self.views[name].inputs[0])
             if base is None:
                 return None
-            space, addr, stride = base
+            space, addr, stride, width = base
             c = self.views[name].consts
             if c["axis"] == 0:
-                return space, addr + c["start"] * stride, stride
-            if c["start"] % self.elems[space]:
+                return space, addr + c["start"] * stride, stride, width
+            if c["start"] % width:
                 return None
-            return space, addr + c["start"] // self.elems[space], stride
+            return space, addr + c["start"] // width, stride, width
         if name in self.alias:
             parent, r0, c0 = self.alias[name]
             base = self.local(parent)
             if base is None:
                 return None
-            space, addr, stride = base
-            return space, addr + r0 * stride + c0 // self.elems[space], stride
-        return self.loc[name][:3] if name in self.loc else None
+            space, addr, stride, width = base
+            return space, addr + r0 * stride + c0 // width, stride, width
+        if name not in self.loc:
+            return None
+        space, addr, stride, _, width = self.loc[name]
+        return space, addr, stride, width
 
     def bank_of(self, name: str):
         """The scratchpad bank a step will read ``name`` from, if known: constants
@@ -686,7 +727,7 @@ class _Dataflow:
 
     def region(self, k: int, space: str, n: int, names: set, bank: int) -> _Region:
         """Rows for results ``names`` of step ``k``, released after their last use."""
-        return _Region(space, self.mem[space].alloc(n, bank), n, names)
+        return _Region(space, self.mem[space].alloc(n, bank, self.for_step(k)), n, names)
 
     def concat_region(self, name: str, k: int) -> tuple:
         """The rows of concatenation result ``name`` (allocated by its first writer)."""
@@ -694,7 +735,7 @@ class _Dataflow:
             t = self.tensors[name]
             n = self.chunks(t, "spad")
             reg = self.region(k, "spad", t.rows * n, {name}, self.pick_bank({name}, k))
-            self.loc[name] = ("spad", reg.start, n, reg)
+            self.loc[name] = ("spad", reg.start, n, reg, self.L)
         return self.loc[name]
 
     def out_place(self, k: int, names: list[str], n: int, chunks: int):
@@ -703,7 +744,7 @@ class _Dataflow:
         concatenation (no region of their own), or new rows."""
         if len(names) == 1 and names[0] in self.alias:
             self.concat_region(self.alias[names[0]][0], k)
-            _, addr, stride = self.local(names[0])
+            _, addr, stride, _ = self.local(names[0])
             return addr, stride, None
         reg = self.region(k, "spad", n * chunks, set(names), self.pick_bank(set(names), k))
         return reg.start, chunks, reg
@@ -721,6 +762,8 @@ class _Dataflow:
                 continue
             if self.tensors[op.output].dtype != np.int8:
                 raise _NoRoom(f"concatenation {op.output} is not INT8")
+            if op.consts["axis"] == 1 and self.memory_concat(op):
+                continue
             r0 = c0 = 0
             for name in op.inputs:
                 t = self.tensors[name] if name in self.tensors else None
@@ -731,7 +774,8 @@ class _Dataflow:
                         and (self.steps[pk][0] in _VECTOR
                              or (self.steps[pk][0] == "gemm"
                                  and len(self.steps[pk][1]) == 1
-                                 and "multiplier" in self.steps[pk][1][0].consts))):
+                                 and "multiplier" in self.steps[pk][1][0].consts
+                                 and self.fits(t.cols, self.p.C, self.L)))):
                     self.alias[name] = (op.output, r0, c0)
                     if sum(name in o.inputs for o in self.model.ops) == 1:
                         # Read only by the concatenation: its memory is the part of
@@ -756,13 +800,40 @@ class _Dataflow:
                         r = self.root(name)
                         self.last_use[r] = max(self.last_use.get(r, -1), k)
 
+    def memory_concat(self, op) -> bool:
+        """Put column concatenation ``op`` together in memory when an input starts
+        inside a local row (heads narrower than a scratchpad row): each input is
+        stored into its columns of the concatenation's memory, and the readers load
+        the concatenation from there. Whether it does."""
+        c0, cuts = 0, False
+        for name in op.inputs:
+            cuts = cuts or c0 % self.L != 0
+            c0 += self.model.tensors[name].shape[1]
+        if not cuts:
+            return False
+        out = self.tensors[op.output]
+        c0 = 0
+        for name in op.inputs:
+            t = self.tensors.get(name)
+            pk = self.producer.get(name)
+            if (t is None or name in self.views or name in self.alias or pk is None
+                    or self.steps[pk][0] == "concat" or t.dtype != np.int8):
+                raise _NoRoom(f"concatenation {op.output}: input {name} at column {c0} "
+                              f"starts inside a scratchpad row of {self.L} bytes and is "
+                              f"not an INT8 result that can be stored into place")
+            self.tensors[name] = Tensor(out.offset + c0 * out.dtype.itemsize, t.rows, t.cols,
+                                        t.dtype, stride=out.stride)
+            c0 += t.cols
+        self.in_memory.add(op.output)
+        return True
+
     def retire(self, k: int) -> None:
         """Release the rows whose tensors step ``k`` read for the last time (later
         writers of these rows wait for the readers: the dependencies see to it)."""
         for reg in self.temps.pop(k, []):
             self.mem[reg.space].release(reg.start, reg.rows)
         done = set()
-        for space, _, _, reg in list(self.loc.values()):
+        for space, _, _, reg, _ in list(self.loc.values()):
             if id(reg) in done:
                 continue
             if all(self.last_use.get(n, -1) <= k for n in reg.names):
@@ -777,15 +848,18 @@ class _Dataflow:
         """An operand with no producer: a constant or the graph input (loaded ahead)."""
         return not self.is_result(name)
 
-    def operand(self, k: int, name: str, t: Tensor, space: str, bank: int):
-        """``(row, stride)`` of operand ``name`` in ``space``: where it stays, else
-        loaded from memory into rows of step ``k``."""
+    def operand(self, k: int, name: str, t: Tensor, space: str, bank: int,
+                width: int | None = None):
+        """``(row, stride)`` of operand ``name`` in ``space`` with ``width`` elements
+        per local row (default: a whole row): where it stays if it is laid out so,
+        else loaded from memory into rows of step ``k``."""
+        width = width or self.elems[space]
         here = self.local(name) if self.is_result(name) else None
-        if here is not None and here[0] == space:
+        if here is not None and here[0] == space and self.fits(t.cols, here[3], width):
             return here[1], here[2]
-        n = self.chunks(t, space)
+        n = _ceil_div(t.cols, width)
         loc = self.temp(k, space, t.rows * n, bank)
-        self.load(t, space, loc, n)
+        self.load(t, space, loc, n, width)
         return loc, n
 
     def consts(self, k: int) -> dict:
@@ -800,10 +874,10 @@ class _Dataflow:
             KT, NT = _ceil_div(K, R), _ceil_div(N, C)
             if not g["b_transposed"] and self.is_input(op.inputs[1]):
                 got["b"] = self.temp(k, "spad", K * NT, self.CONST_BANK)
-                self.load(g["b"], "spad", got["b"], NT)
+                self.load(g["b"], "spad", got["b"], NT, C)
             if self.is_input(op.inputs[0]):
                 got["a"] = self.temp(k, "spad", g["a"].rows * KT, 1 - self.CONST_BANK)
-                self.load(g["a"], "spad", got["a"], KT)
+                self.load(g["a"], "spad", got["a"], KT, R)
             for key in ("bias", "scale"):
                 if g[key] is not None:
                     got[key] = self.temp(k, "acc", NT, 1)
@@ -863,7 +937,7 @@ class _Dataflow:
         else:
             bb = self.bank_of(op.inputs[1]) if not g["b_transposed"] else None
             a_loc, a_stride = self.operand(k, op.inputs[0], a, "spad",
-                                           0 if bb is None else 1 - bb)
+                                           0 if bb is None else 1 - bb, R)
         a_bank = self.mem["spad"].bank(a_loc)
         if "b" in got:
             b_loc, b_stride = got["b"], NT
@@ -881,7 +955,7 @@ class _Dataflow:
                              row_bytes=width, rows=rows, loc=loc, loc_stride=NT,
                              space=self.cs.spaces["spad"], transpose=1)
         else:
-            b_loc, b_stride = self.operand(k, op.inputs[1], b, "spad", 1 - a_bank)
+            b_loc, b_stride = self.operand(k, op.inputs[1], b, "spad", 1 - a_bank, C)
         ahead()
         names = [o.output for o in run]
         if g["requant"]:
@@ -911,12 +985,13 @@ class _Dataflow:
             else:
                 space, loc, stride = "acc", c_loc + col // C, NT
             if o.output not in self.alias:
-                self.loc[o.output] = (space, loc, stride, reg)
+                self.loc[o.output] = (space, loc, stride, reg, C)
             stores.append((not self.read_back(o.output),
                            (o, None if o.output in self.shared else t, space, loc, stride)))
             col += t.cols
         # Results read back from memory (K for its transposing load) first.
-        self.finish(k, [(o.output, t, space, loc, stride) for _, (o, t, space, loc, stride)
+        self.finish(k, [(o.output, t, space, loc, stride, C)
+                        for _, (o, t, space, loc, stride)
                         in sorted(stores, key=lambda s: s[0]) if t is not None])
 
     def finish(self, k: int, stores: list) -> None:
@@ -927,12 +1002,12 @@ class _Dataflow:
         there, and a store waiting for its turn would hold up the store queue."""
         later = []
         nxt = self.steps[k + 1] if k + 1 < len(self.steps) else None
-        for name, t, space, loc, stride in stores:
+        for name, t, space, loc, stride, width in stores:
             if (nxt is not None and nxt[0] != "concat"
                     and self.root(nxt[1][0].inputs[0]) == name and not self.read_back(name)):
-                later.append((t, space, loc, stride))
+                later.append((t, space, loc, stride, width))
             else:
-                self.store(t, space, loc, stride)
+                self.store(t, space, loc, stride, width)
         for args in self.deferred:
             self.store(*args)
         self.deferred = later
@@ -982,16 +1057,20 @@ class _Dataflow:
                  src2_stride=src2_stride, src2_space=spaces[src2_space], dst=dst,
                  dst_stride=dst_stride, dst_space=spaces["spad"], rows=rows, length=length)
         if op.output not in self.alias:
-            self.loc[op.output] = ("spad", dst, dst_stride, reg)
+            self.loc[op.output] = ("spad", dst, dst_stride, reg, self.L)
         if op.output not in self.shared:
-            self.finish(k, [(op.output, self.tensors[op.output], "spad", dst, dst_stride)])
+            self.finish(k, [(op.output, self.tensors[op.output], "spad", dst, dst_stride,
+                             self.L)])
         else:
             self.finish(k, [])
 
     def concat(self, k: int, op) -> None:
         """Inputs that are not written in place are loaded into place; the whole
         result is stored."""
-        _, base, stride, _ = self.concat_region(op.output, k)
+        if op.output in self.in_memory:
+            self.finish(k, [])
+            return
+        _, base, stride, _, _ = self.concat_region(op.output, k)
         r0 = c0 = 0
         for name in op.inputs:
             t = self.tensors[name]
@@ -1001,7 +1080,7 @@ class _Dataflow:
                 r0 += t.rows
             else:
                 c0 += t.cols
-        self.finish(k, [(op.output, self.tensors[op.output], "spad", base, stride)])
+        self.finish(k, [(op.output, self.tensors[op.output], "spad", base, stride, self.L)])
 
 
 def _gemm_groups(model, array_cols: int) -> dict[int, list]:
@@ -1081,41 +1160,42 @@ def compile_model(manifest: dict, model, x, *,
         commands (a load into rows a compute still reads, a compute overwriting
         rows a store still reads, a load of memory a store writes through a
         ``set_const`` relay on the compute queue), so the queues run ahead of each
-        other as far as the data allow and the stream cannot deadlock. Needs
-        ``array_rows == array_cols == spad_row_bytes`` (one scratchpad row is one K
-        tile, one N tile and one vector beat).
+        other as far as the data allow and the stream cannot deadlock. Each
+        resident result remembers its layout (elements per local row: ``array_cols``
+        for a GEMM result, ``spad_row_bytes`` for a vector result); a consumer that
+        reads another layout (GEMM A takes ``array_rows`` per row, B ``array_cols``,
+        a vector unit ``spad_row_bytes``; they differ on non-square arrays) loads the
+        stored result from memory, one load per column tile. A column concatenation
+        whose inputs start inside a scratchpad row (heads narrower than the row) is
+        put together in memory by its inputs' stores and loaded by its readers.
     ``"serial"``
         Ops run one after the other, each loading its operands, computing and
         storing its result; a :meth:`Program.sync` between ops orders the stores
         before the next loads; a concatenation copies its inputs through the
         scratchpad.
 
-    ``"auto"`` (default) is ``"dataflow"`` where the configuration allows it and the
-    live tensors fit the local memories, else ``"serial"``.
+    ``"auto"`` (default) is ``"dataflow"`` where the live tensors fit the local
+    memories, else ``"serial"``.
 
-    Returns the program and the tensor of every name.
+    Returns the program (its ``schedule`` attribute names the schedule used) and the
+    tensor of every name.
 
     Raises
     ------
     ValueError
-        If ``schedule`` is unknown, if ``"dataflow"`` does not apply, or if an op does
+        If ``schedule`` is unknown, if ``"dataflow"`` does not apply (the error names
+        the local memory, the rows asked for and the shortfall), or if an op does
         not fit the hardware (for example a dimension past a field's width or an
         operand larger than the scratchpad).
     """
     if schedule not in ("auto", "dataflow", "serial"):
         raise ValueError(f"Schedule must be 'auto', 'dataflow' or 'serial', not {schedule!r}")
     if schedule != "serial":
-        c, d = manifest["config"], manifest["derived"]
-        if c["array_rows"] == c["array_cols"] == d["spad_row_bytes"]:
-            try:
-                return _compile(manifest, model, x, dataflow=True)
-            except _NoRoom:
-                if schedule == "dataflow":
-                    raise
-        elif schedule == "dataflow":
-            raise ValueError(f"Dataflow schedule needs array_rows == array_cols == "
-                             f"spad_row_bytes, not {c['array_rows']}, {c['array_cols']}, "
-                             f"{d['spad_row_bytes']}")
+        try:
+            return _compile(manifest, model, x, dataflow=True)
+        except _NoRoom:
+            if schedule == "dataflow":
+                raise
     return _compile(manifest, model, x, dataflow=False)
 
 
@@ -1222,6 +1302,7 @@ def _compile(manifest: dict, model, x, *, dataflow: bool) -> tuple[Program, dict
             steps.append((op.kind, run))
     if dataflow:
         _Dataflow(prog, model, tensors, views, steps, gemm_args).emit()
+        prog.schedule = "dataflow"
         return prog, tensors
 
     for k, (kind, run) in enumerate(steps):

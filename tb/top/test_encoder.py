@@ -279,23 +279,58 @@ def test_schedules(name):
         assert loaded(progs["dataflow"]) < loaded(progs["serial"])
 
 
-def test_schedule_choice():
-    """'auto' falls back to the serial schedule where a scratchpad row is not one K
-    tile and one N tile; 'dataflow' refuses there; unknown schedules are refused."""
+#: Arrays (rows, cols) whose dataflow schedules test_schedule_shapes checks: non-square
+#: (a scratchpad row of max(rows, cols) bytes is wider than a K or an N tile) and
+#: 16x16 (heads of 8 narrower than a scratchpad row).
+SHAPES = [(16, 8), (8, 16), (4, 8), (8, 4), (16, 16)]
+
+
+@pytest.mark.parametrize("rows,cols", SHAPES)
+def test_schedule_shapes(rows, cols):
+    """'auto' picks the dataflow schedule on non-square arrays and on arrays wider
+    than a head, and its streams pass the hardware's checks with every hazard
+    ordered by tokens, for layers of 2 and 4 heads."""
     from intformer.hw.config import preset
     from intformer.hw.top import AcceleratorCore
     from intformer.sw.compile import compile_model
     from tb.top.test_core import _manifest
 
-    config = preset("default").replace(array_rows=8, array_cols=4, vector_lanes=4)
+    config = preset("default").replace(array_rows=rows, array_cols=cols,
+                                       vector_lanes=min(rows, cols, 8))
     man = _manifest(AcceleratorCore(config), config)
-    model, rng = build_model(dict(tokens=4, dim=8, heads=2, ffn=16), "pre", 3)
-    x = model.quantize_input(rng.standard_normal((1, 4, 8)))
+    for seed, shape in enumerate((dict(tokens=6, dim=16, heads=2, ffn=32),
+                                  dict(tokens=5, dim=32, heads=4, ffn=64))):
+        model, rng = build_model(shape, ("pre", "post")[seed], seed)
+        x = model.quantize_input(rng.standard_normal((1, shape["tokens"], shape["dim"])))
+        prog, _ = compile_model(man, model, x[0])
+        assert prog.schedule == "dataflow"
+        serial, _ = compile_model(man, model, x[0], schedule="serial")
+        assert serial.schedule == "serial"
+        check_stream(man, prog, seed=seed, trials=5)
+        assert len(prog.commands) < len(serial.commands)
+
+
+def test_schedule_choice():
+    """'auto' falls back to the serial schedule where the live tensors do not fit the
+    accumulator; 'dataflow' refuses there, naming the rows asked for and the
+    shortfall; unknown schedules are refused."""
+    from intformer.hw.config import preset
+    from intformer.hw.top import AcceleratorCore
+    from intformer.sw.compile import compile_model
+    from tb.top.test_core import _manifest
+
+    config = preset("default").replace(acc_bytes=4096)
+    man = _manifest(AcceleratorCore(config), config)
+    model, rng = build_model(dict(tokens=16, dim=16, heads=2, ffn=32), "pre", 3)
+    x = model.quantize_input(rng.standard_normal((1, 16, 16)))
     auto, _ = compile_model(man, model, x[0])
     serial, _ = compile_model(man, model, x[0], schedule="serial")
+    assert auto.schedule == "serial"
     assert auto.commands == serial.commands
-    with pytest.raises(ValueError, match=r"Dataflow schedule needs array_rows == array_cols "
-                                         r"== spad_row_bytes, not 8, 4, 8"):
+    with pytest.raises(ValueError, match=r"Accumulator of 128 rows has no 96 free "
+                                         r"consecutive rows for l0.attn.q, l0.attn.k, "
+                                         r"l0.attn.v \(step 1\): the "
+                                         r"longest free run is 68 rows, 28 short"):
         compile_model(man, model, x[0], schedule="dataflow")
     with pytest.raises(ValueError, match=r"Schedule must be 'auto', 'dataflow' or 'serial', "
                                          r"not 'fast'"):
