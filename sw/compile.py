@@ -402,7 +402,9 @@ class _NoRoom(ValueError):
 
 class _Space:
     """The rows of one local memory: next-fit allocation within a preferred bank (so
-    that freed rows are not reused at once), explicit release."""
+    that freed rows are not reused at once), or from the top down for small
+    constants (so that they do not cut the long runs that large results need),
+    explicit release."""
 
     def __init__(self, name: str, rows: int, banks: int):
         self.name, self.rows, self.banks = name, rows, banks
@@ -413,11 +415,16 @@ class _Space:
     def bank(self, row: int) -> int:
         return min(row // self.bank_rows, self.banks - 1)
 
-    def alloc(self, n: int, bank: int, what: str = "") -> int:
+    def alloc(self, n: int, bank: int, what: str = "", *, top: bool = False) -> int:
         b = bank % self.banks
         lo, hi = b * self.bank_rows, (b + 1) * self.bank_rows
         start = None
-        for after in (self.cursor[b], lo):
+        if top:
+            for s, e in reversed(self.free):
+                if min(e, hi) - max(s, lo) >= n:
+                    start = min(e, hi) - n
+                    break
+        for after in () if start is not None else (self.cursor[b], lo):
             for s, e in self.free:
                 st = max(s, after)
                 if st + n <= min(e, hi):
@@ -436,7 +443,8 @@ class _Space:
             if s <= start and start + n <= e:
                 self.free[k:k + 1] = [r for r in ([s, start], [start + n, e]) if r[0] < r[1]]
                 break
-        self.cursor[self.bank(start)] = start + n
+        if not top:
+            self.cursor[self.bank(start)] = start + n
         return start
 
     def release(self, start: int, n: int) -> None:
@@ -639,9 +647,10 @@ class _Dataflow:
                  row_bytes=t.row_bytes, rows=t.rows, loc=loc, loc_stride=stride,
                  space=self.cs.spaces[space])
 
-    def temp(self, k: int, space: str, n: int, bank: int) -> int:
-        """Rows for an operand of step ``k``, released after the step."""
-        start = self.mem[space].alloc(n, bank, self.for_step(k))
+    def temp(self, k: int, space: str, n: int, bank: int, *, top: bool = False) -> int:
+        """Rows for an operand of step ``k``, released after the step (from the top of
+        ``bank`` down with ``top``)."""
+        start = self.mem[space].alloc(n, bank, self.for_step(k), top=top)
         self.temps.setdefault(k, []).append(_Region(space, start, n))
         return start
 
@@ -880,7 +889,7 @@ class _Dataflow:
                 self.load(g["a"], "spad", got["a"], KT, R)
             for key in ("bias", "scale"):
                 if g[key] is not None:
-                    got[key] = self.temp(k, "acc", NT, 1)
+                    got[key] = self.temp(k, "acc", NT, 1, top=True)
                     self.load(g[key], "acc", got[key], NT)
         elif kind in _VECTOR:
             x = self.tensors[op.inputs[0]]
@@ -894,7 +903,7 @@ class _Dataflow:
                 p = op.consts["params"]
                 gb = self.p.place(np.array([p.gamma_q, p.beta_q], dtype=np.int32))
                 n = self.chunks(gb, "acc")
-                got["src2"] = (self.temp(k, "acc", 2 * n, 1), n)
+                got["src2"] = (self.temp(k, "acc", 2 * n, 1, top=True), n)
                 self.load(gb, "acc", got["src2"][0], n)
         return got
 
