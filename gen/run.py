@@ -541,6 +541,7 @@ def run(args) -> int:
     report = {
         "config": args.config and str(args.config) or (args.preset or "default"),
         **summarize(man, per_image, totals),
+        "schedule": digits.progs[0][0].schedule,
         "sim": args.sim, "sim_cycles": sim["cycles"], "sim_seconds": sim["seconds"],
         "sim_cycles_per_second": sim["cycles"] / sim["seconds"] if sim["seconds"] else 0.0,
         "build_seconds": round(build_s, 1),
@@ -551,7 +552,7 @@ def run(args) -> int:
     else:
         p = report["phases"]
         print(f"{n} images on {report['array']} ({report['macs_per_cycle']} MACs/cycle), "
-              f"{args.sim}")
+              f"{args.sim}, {report['schedule']} schedule")
         print_summary(report)
         print(f"MAC utilization     {report['mac_utilization']:.3f} of peak over the run, "
               f"{report['gemm_phase_utilization']:.3f} in GEMM phases "

@@ -66,6 +66,7 @@ def test_run_default(capsys):
     report = json.loads(capsys.readouterr().out)
     assert status == 0, report
     assert report["sim"] == "verilator"
+    assert report["schedule"] == "dataflow"
     check_report(report, 2)
 
 
