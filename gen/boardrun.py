@@ -23,19 +23,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import fcntl
-import hashlib
 import inspect
 import json
-import os
-import shutil
 import subprocess
-import time
 from pathlib import Path
 
 from .cli import UserError
-from .run import BASE, IRQ_LIMIT, Digits, compare_images, print_summary, strip_memory_init
+from .run import BASE, IRQ_LIMIT, Digits, compare_images, print_summary
 from .run import summarize as summarize_images
+from .sim.vmodel import build_model, hw_digest, write_design
 
 __all__ = ["add_arguments", "run", "SIM_DIVISOR", "board_manifest", "refuse_model",
            "emit_board", "build_board_sim", "BoardSim", "run_jobs", "summarize"]
@@ -93,32 +89,17 @@ def emit_board(b, path: Path, *, divisor: int) -> tuple[Path, dict]:
     """Write ``<path>/board.v`` (:class:`BoardTop` with ``power_on_reset``, UART at
     ``divisor``) and ``<path>/manifest.json``; return the Verilog path and the
     manifest."""
-    from amaranth.back import verilog
-
-    from .emit import manifest
-    top = _top(b, divisor, True)
-    man = manifest(b.config, top)
-    path.mkdir(parents=True, exist_ok=True)
-    text = verilog.convert(top, name="top", emit_src=False, strip_internal_attrs=True)
-    source = path / "board.v"
-    source.write_text(strip_memory_init(text))
-    (path / "manifest.json").write_text(json.dumps(man, indent=1))
-    return source, man
+    return write_design(_top(b, divisor, True), b.config, path / "board.v")
 
 
 def _build_key(b, divisor: int) -> str:
     """A hash of everything the simulator binary depends on."""
-    h = hashlib.sha256()
+    h = hw_digest()
     h.update(repr((b, b.config, divisor, VERILATOR_OPTS, MAKE_OPTS)).encode())
-    hw = Path(__file__).resolve().parents[1] / "hw"
-    for f in sorted(hw.glob("*.py")):
-        h.update(f.name.encode())
-        h.update(f.read_bytes())
-    for f in (TEMPLATE, Path(__file__).with_name("emit.py")):
-        h.update(f.read_bytes())
-    # The code that writes and builds the design, not the whole of this module: the
-    # report's code does not change the binary.
-    for fn in (emit_board, _build, strip_memory_init):
+    h.update(TEMPLATE.read_bytes())
+    # The code that writes the design, not the whole of this module: the report's
+    # code does not change the binary.
+    for fn in (_top, emit_board):
         h.update(inspect.getsource(fn).encode())
     return h.hexdigest()[:16]
 
@@ -129,52 +110,19 @@ def build_board_sim(b, *, divisor: int = SIM_DIVISOR, root: Path = BUILD_ROOT,
     binary, the manifest and the build time in seconds (0 when reused).
 
     The build is cached under ``root`` by a hash of the board, the hardware sources and
-    this module; ccache compiles through when installed (``OBJCACHE``).
+    the code that writes the design (:func:`~intformer.gen.sim.vmodel.build_model`).
 
     Raises
     ------
     UserError
         If ``verilator`` is not installed or the build fails.
     """
-    if shutil.which("verilator") is None:
-        raise UserError("verilator not found on PATH; `board run --sim` needs Verilator 5")
-    path = root / f"{b.name}-{_build_key(b, divisor)}"
-    path.mkdir(parents=True, exist_ok=True)
-    # One build per design at a time: parallel test workers wait for the first.
-    with open(path.with_name(path.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        return _build(b, path, divisor, log)
-
-
-def _build(b, path: Path, divisor: int, log) -> tuple[Path, dict, float]:
-    from .lint import VERILATOR_WAIVERS
-    binary = path / "obj" / "Vboard"
-    man_file = path / "manifest.json"
-    if binary.exists() and man_file.exists():
-        return binary, json.loads(man_file.read_text()), 0.0
-    exe = shutil.which("verilator")
-    t0 = time.monotonic()
-    if log:
-        log(f"building the Verilator model of the {b.name} board in {path} (once per "
-            f"design)")
-    source, man = emit_board(b, path, divisor=divisor)
-    main = path / "board_main.cpp"
-    shutil.copyfile(TEMPLATE, main)
-    cmd = [exe, "--cc", "--exe", "--build", "-j", "2", "-Wno-fatal", *VERILATOR_WAIVERS,
-           *VERILATOR_OPTS, "--top-module", "top", "-Mdir", str(path / "obj"), "-o", "Vboard",
-           "-CFLAGS", f"-DDIVISOR={divisor}", "-MAKEFLAGS", MAKE_OPTS,
-           str(source.resolve()), str(main.resolve())]
-    env = dict(os.environ)
-    if "OBJCACHE" not in env and shutil.which("ccache"):
-        env["OBJCACHE"] = "ccache"
-        # Paths relative to the build folder, so that the same generated C++ in another
-        # folder (a hardware change that leaves this design alone) is a cache hit.
-        env.setdefault("CCACHE_BASEDIR", str(path.resolve()))
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    (path / "build.log").write_text(proc.stdout + proc.stderr)
-    if proc.returncode or not binary.exists():
-        raise UserError(f"Verilator build failed; see {path / 'build.log'}")
-    return binary, man, time.monotonic() - t0
+    return build_model(
+        root / f"{b.name}-{_build_key(b, divisor)}",
+        emit=lambda path: emit_board(b, path, divisor=divisor),
+        main=TEMPLATE, binary="Vboard", cflags=f"-DDIVISOR={divisor}", makeflags=MAKE_OPTS,
+        verilator_opts=VERILATOR_OPTS, what=f"the {b.name} board (`board run --sim`)",
+        log=log)
 
 
 class BoardSim:

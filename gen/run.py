@@ -18,17 +18,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import fcntl
-import hashlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import time
 from pathlib import Path
 
 from .cli import UserError, add_config_args, config_from_args, path_arg
+from .sim.vmodel import build_model, hw_digest, strip_memory_init, write_design
 
 __all__ = ["add_arguments", "run", "ScriptBus", "ReplayBus", "build_verilator", "run_images",
            "run_images_icarus", "record", "replay", "emit_simtop", "strip_memory_init",
@@ -109,40 +107,14 @@ class ReplayBus:
             raise TimeoutError(f"no interrupt within {int(timeout)} cycles")
 
 
-def strip_memory_init(text: str) -> str:
-    """Replace Yosys's element-by-element zero initialisation of large memories (one
-    line per word: megabytes of Verilog for the simulation memory) by a loop."""
-    pattern = re.compile(r"  reg \[(\d+):0\] (\S+) \[(\d+):0\];\n  initial begin\n"
-                         r"(?:    \2\[\d+\] = \d+'h0+;\n)+  end\n")
-
-    def loop(m):
-        width, name, top = m[1], m[2], m[3]
-        if int(top) < 1024:
-            return m[0]
-        var = f"{name}_init_i"
-        return (f"  reg [{width}:0] {name} [{top}:0];\n  integer {var};\n"
-                f"  initial for ({var} = 0; {var} <= {top}; {var} = {var} + 1) "
-                f"{name}[{var}] = 0;\n")
-    return pattern.sub(loop, text)
-
-
 def emit_simtop(config, path: Path, *, mem_bytes: int) -> tuple[Path, dict]:
     """Write ``<path>/simtop.v`` and ``<path>/manifest.json`` for :class:`SimTop`;
     return the Verilog path and the manifest."""
-    from amaranth.back import verilog
-
     from ..hw.axi import FlatPorts
     from ..hw.simtop import SimTop
-    from .emit import manifest
     top = FlatPorts(SimTop(config, mem_bytes=mem_bytes, power_on_reset=True),
                     flatten=("s_axil",))
-    man = manifest(config, top)
-    path.mkdir(parents=True, exist_ok=True)
-    text = verilog.convert(top, name="top", emit_src=False, strip_internal_attrs=True)
-    source = path / "simtop.v"
-    source.write_text(strip_memory_init(text))
-    (path / "manifest.json").write_text(json.dumps(man, indent=1))
-    return source, man
+    return write_design(top, config, path / "simtop.v")
 
 
 #: C++ optimisation of the Verilator model, by ``INTFORMER_RUN_BUILD``: ``speed`` (the
@@ -162,16 +134,12 @@ def _build_kind() -> str:
 
 def _build_key(config, mem_bytes: int) -> str:
     """A hash of everything the simulator binary depends on."""
-    h = hashlib.sha256()
+    h = hw_digest()
     h.update(repr(config).encode())
     h.update(str(mem_bytes).encode())
     h.update(BUILD_OPTS[_build_kind()].encode())
-    hw = Path(__file__).resolve().parents[1] / "hw"
-    for f in sorted(hw.glob("*.py")):
-        h.update(f.name.encode())
-        h.update(f.read_bytes())
-    # The template, this module and the manifest's maker.
-    for f in (TEMPLATE, Path(__file__), Path(__file__).with_name("emit.py")):
+    # The template and this module.
+    for f in (TEMPLATE, Path(__file__)):
         h.update(f.read_bytes())
     return h.hexdigest()[:16]
 
@@ -186,47 +154,14 @@ def build_verilator(config, *, mem_bytes: int, root: Path = BUILD_ROOT,
     UserError
         If ``verilator`` is not installed or the build fails.
     """
-    exe = shutil.which("verilator")
-    if exe is None:
-        raise UserError("verilator not found on PATH; install Verilator 5 (or use "
-                        "--sim icarus)")
-    path = root / _build_key(config, mem_bytes)
-    path.mkdir(parents=True, exist_ok=True)
-    # One build per configuration at a time: parallel test workers wait for the first.
-    with open(path.with_name(path.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        return _build(config, mem_bytes, path, exe, log)
-
-
-def _build(config, mem_bytes: int, path: Path, exe: str, log) -> tuple[Path, dict, float]:
-    from .lint import VERILATOR_WAIVERS
-    binary = path / "obj" / "Vsim"
-    man_file = path / "manifest.json"
-    if binary.exists() and man_file.exists():
-        return binary, json.loads(man_file.read_text()), 0.0
-    t0 = time.monotonic()
-    if log:
-        log(f"building the Verilator model in {path} (once per configuration)")
-    source, man = emit_simtop(config, path, mem_bytes=mem_bytes)
-    main = path / "simtop_main.cpp"
-    shutil.copyfile(TEMPLATE, main)
     beat = config.axi_data_width // 8
-    cmd = [exe, "--cc", "--exe", "--build", "-j", "2", "-Wno-fatal", *VERILATOR_WAIVERS,
-           "-O3", "--x-assign", "fast", "--x-initial", "fast", "--top-module", "top",
-           "-Mdir", str(path / "obj"), "-o", "Vsim", "-CFLAGS", f"-DBEAT_BYTES={beat}",
-           "-MAKEFLAGS", BUILD_OPTS[_build_kind()], str(source.resolve()),
-           str(main.resolve())]
-    env = dict(os.environ)
-    if "OBJCACHE" not in env and shutil.which("ccache"):
-        env["OBJCACHE"] = "ccache"
-        # Paths relative to the build folder, so that the same generated C++ in another
-        # folder (a hardware change that leaves this design alone) is a cache hit.
-        env.setdefault("CCACHE_BASEDIR", str(path.resolve()))
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    (path / "build.log").write_text(proc.stdout + proc.stderr)
-    if proc.returncode or not binary.exists():
-        raise UserError(f"Verilator build failed; see {path / 'build.log'}")
-    return binary, man, time.monotonic() - t0
+    return build_model(
+        root / _build_key(config, mem_bytes),
+        emit=lambda path: emit_simtop(config, path, mem_bytes=mem_bytes),
+        main=TEMPLATE, binary="Vsim", cflags=f"-DBEAT_BYTES={beat}",
+        makeflags=BUILD_OPTS[_build_kind()],
+        verilator_opts=("-O3", "--x-assign", "fast", "--x-initial", "fast"),
+        what="the accelerator", hint=" (or use --sim icarus)", log=log)
 
 
 def _drive(manifest: dict, bus, image: bytes, stream: bytes):
@@ -269,7 +204,13 @@ def replay(manifest: dict, jobs: list, output: str) -> tuple[list, dict]:
 
 def run_images(binary: Path, manifest: dict, jobs: list, *, work: Path) -> tuple[list, dict]:
     """Run ``jobs`` (``(image, stream)`` byte pairs) in one process of the Verilator
-    model ``binary``; return as :func:`replay`."""
+    model ``binary``; return as :func:`replay`.
+
+    The script and the simulator's output go to a folder of this process's own under
+    ``work`` (runs of the same model may go on side by side), removed after a run
+    that succeeded and kept for inspection after one that failed.
+    """
+    work = work / f"run-{os.getpid()}"
     work.mkdir(parents=True, exist_ok=True)
     (work / "script.txt").write_text("\n".join(record(manifest, jobs)) + "\n")
     out = work / "output.txt"
@@ -277,8 +218,11 @@ def run_images(binary: Path, manifest: dict, jobs: list, *, work: Path) -> tuple
                           capture_output=True, text=True)
     if proc.returncode:
         raise UserError(f"simulator failed (status {proc.returncode}): "
-                        f"{(proc.stderr or proc.stdout).strip()[:300]}")
-    return replay(manifest, jobs, out.read_text())
+                        f"{(proc.stderr or proc.stdout).strip()[:300]}; script and "
+                        f"output in {work}")
+    results = replay(manifest, jobs, out.read_text())
+    shutil.rmtree(work, ignore_errors=True)
+    return results
 
 
 def run_images_icarus(config, jobs: list, *, mem_bytes: int,
