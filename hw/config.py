@@ -453,12 +453,6 @@ def field_group(name: str) -> str:
 
 BASE = Config()
 
-_NO_VECTOR_UNITS = dict(has_softmax=False, has_gelu=False, has_layernorm=False,
-                        has_residual=False)
-# GEMM-only board presets also leave out the standalone requant unit: the GEMM engine
-# requantizes its own results, and the unit's multipliers are what pushed both boards
-# past their DSP count (measured: ULX3S 169 of 156 MULT18X18D, Arty 244 of 240 DSP48E1).
-_GEMM_ONLY = dict(_NO_VECTOR_UNITS, has_requant=False)
 
 PRESETS: dict[str, tuple[Config, str]] = {
     # ECP5 figures from `intformer synth --preset default --target ecp5 --no-pnr`.
@@ -503,14 +497,15 @@ PRESETS: dict[str, tuple[Config, str]] = {
         "transformer 17,854 cycles per image"),
     "arty_a7": (
         dataclasses.replace(
-            BASE, array_rows=16, array_cols=12, axi_data_width=128, axi_max_burst=16,
-            axi_max_outstanding=8, spad_bytes=192 * 1024, acc_bytes=96 * 1024,
-            vector_lanes=12, vector_max_row=768, **_GEMM_ONLY),
-        # Measured with `intformer synth --preset arty_a7 --target xilinx` (Yosys
-        # synth_xilinx estimate; no open place-and-route for Xilinx here).
-        "Artix-7 100T (Arty A7) target: 16x12 array, 128-bit bus, GEMM and requantization "
-        "only; 20.7k LUT, 18.6k FF, 220 of 240 DSP48E1, 67 of 135 RAMB36 (synthesis "
-        "estimate)"),
+            BASE, spad_bytes=128 * 1024, acc_bytes=64 * 1024, vector_lanes=4),
+        # Measured with `intformer synth --target xilinx` (Yosys synth_xilinx; no open
+        # place-and-route for Xilinx here): the default (8 lanes) with these memories
+        # needs 232 of the 240 DSP48E1 (33.8k LUT, 19.8k FF, 54 RAMB36), past 85%; with
+        # 4 lanes 168 (70%), 26.8k LUT (42%), 18.6k FF, 35 RAMB36 and 31 RAMB18. The
+        # earlier GEMM-only 16x12 array could not run the transformer.
+        "Artix-7 100T (Arty A7) target: 8x8 array, every unit on 4 vector lanes; 26.8k "
+        "LUT, 18.6k FF, 168 of 240 DSP48E1, 50.5 of 135 RAMB36 (synthesis estimate); "
+        "digits transformer 11,301 cycles per image"),
 }
 
 

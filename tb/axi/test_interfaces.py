@@ -101,7 +101,8 @@ def test_dma_figures_and_layouts():
     from intformer.hw.config import preset
     from intformer.hw.dma import DMA, DMAError
 
-    dma = DMA.from_config(preset("arty_a7"))
+    dma = DMA.from_config(preset("default").replace(axi_data_width=128,
+                                                    axi_max_outstanding=8))
     Fragment.get(dma, None)  # elaborates, so it is not reported as unused
     assert (dma.bytes_per_beat, dma.max_burst, dma.max_outstanding) == (16, 16, 8)
     assert dma.burst_span == 256
