@@ -8,6 +8,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..sw.golden.gelu import IN_BITS, U_BITS
+from .vecmul import mul_members, multiply
 from .vector import VectorLayout, check_int, round_saturate
 
 __all__ = ["GeluConsts", "Gelu"]
@@ -58,6 +59,9 @@ class Gelu(wiring.Component):
         Elements per beat (1 to 64).
     in_width : int
         Width of the signed inputs (2 to 32; 32 for INT32 accumulators).
+    shared_mul : bool
+        Use multipliers outside the unit (the ``mul<k>`` ports, see
+        :mod:`intformer.hw.vecmul`) instead of making its own.
 
     Members
     -------
@@ -68,6 +72,8 @@ class Gelu(wiring.Component):
     consts : In(GeluConsts())
         Run-time constants from :func:`intformer.sw.golden.gelu_params`; hold
         them steady while beats are in flight.
+    mul0 .. mul3 : Out(MulSignature).array(lanes)
+        With ``shared_mul``: the products, in pipeline order (:attr:`mul_widths`).
 
     Raises
     ------
@@ -77,15 +83,17 @@ class Gelu(wiring.Component):
         If a parameter is out of range.
     """
 
-    def __init__(self, lanes: int, *, in_width: int = 32):
+    def __init__(self, lanes: int, *, in_width: int = 32, shared_mul: bool = False):
         check_int("GELU", "lanes", lanes, 1, 64)
         check_int("GELU", "in_width", in_width, 2, IN_BITS)
         self._lanes = lanes
         self._in_width = in_width
+        self._shared_mul = bool(shared_mul)
         super().__init__({
             "i": In(stream.Signature(VectorLayout(in_width, lanes))),
             "o": Out(stream.Signature(VectorLayout(8, lanes))),
             "consts": In(GeluConsts()),
+            **(mul_members(self.mul_widths, lanes) if shared_mul else {}),
         })
 
     @classmethod
@@ -106,6 +114,14 @@ class Gelu(wiring.Component):
     def latency(self) -> int:
         """Cycles from an accepted input beat to its output beat, without stalls."""
         return 8
+
+    @property
+    def mul_widths(self) -> list[tuple[int, int]]:
+        """Signed operand widths of the per-lane products, in pipeline order: input
+        times ``in_mult``, ``d * d``, ``u * h``, times ``out_mult``."""
+        ub = U_BITS
+        return [(self._in_width, 17), (CLIP_BITS + 1, CLIP_BITS + 1),
+                (ub, POLY_BITS + 2), (ub + POLY_BITS + 1, 17)]
 
     @property
     def throughput(self) -> int:
@@ -153,19 +169,21 @@ class Gelu(wiring.Component):
             p6 = reg(signed(ub + POLY_BITS + 1 + 16), "p6")
             y = reg(signed(8), "y")
             mag = Mux(u1 < 0, -u1, u1)
+            ports = [getattr(self, f"mul{k}")[lane] if self._shared_mul else None
+                     for k in range(4)]
             with m.If(advance):
                 m.d.sync += [
-                    p1.eq(self.i.payload.data[lane] * c.in_mult),
+                    p1.eq(multiply(m, ports[0], self.i.payload.data[lane], c.in_mult)),
                     u1.eq(round_saturate(m, p1, c.in_shift, ub, name=f"rs_u{lane}")),
                     u2.eq(u1),
                     # -d = clip - min(|u|, clip), unsigned: the square is the same.
                     d2.eq(Mux(mag < clip, clip - mag, 0)),
                     u3.eq(u2),
-                    dsq3.eq(d2 * d2),
+                    dsq3.eq(multiply(m, ports[1], d2, d2)),
                     u4.eq(u3),
                     h4.eq(Mux(u3 < 0, dsq3, poly2 - dsq3)),
-                    p5.eq(u4 * h4),
-                    p6.eq(p5 * c.out_mult),
+                    p5.eq(multiply(m, ports[2], u4, h4)),
+                    p6.eq(multiply(m, ports[3], p5, c.out_mult)),
                     y.eq(Mux(lane < count[-2], round_saturate(m, p6, c.out_shift, 8,
                                                                name=f"rs_y{lane}"), 0)),
                 ]

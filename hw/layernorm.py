@@ -22,6 +22,7 @@ from ..sw.golden.layernorm import (
 )
 from .intdiv import PipelinedDivider
 from .isqrt import PipelinedSqrt
+from .vecmul import mul_members, multiply
 from .vector import VectorLayout, check_int, count_width, round_saturate
 
 __all__ = ["LayerNormConsts", "GammaBetaLayout", "LayerNorm"]
@@ -96,6 +97,9 @@ class LayerNorm(wiring.Component):
         Longest row, in elements (``lanes`` to 4096).
     in_width : int
         Width of the signed inputs (2 to 12).
+    shared_mul : bool
+        Use multipliers outside the unit (the ``mul<k>`` ports, see
+        :mod:`intformer.hw.vecmul`) instead of making its own.
 
     Members
     -------
@@ -112,6 +116,8 @@ class LayerNorm(wiring.Component):
         A row longer than ``max_row`` was dropped (sticky).
     clear : In(1)
         Clears ``error``.
+    mul0 .. mul3 : Out(MulSignature).array(lanes)
+        With ``shared_mul``: the products (:attr:`mul_widths`).
 
     Raises
     ------
@@ -121,11 +127,13 @@ class LayerNorm(wiring.Component):
         If a parameter is out of range.
     """
 
-    def __init__(self, lanes: int, *, max_row: int, in_width: int = 8):
+    def __init__(self, lanes: int, *, max_row: int, in_width: int = 8,
+                 shared_mul: bool = False):
         check_int("LayerNorm", "lanes", lanes, 1, 64)
         check_int("LayerNorm", "max_row", max_row, lanes, 4096)
         check_int("LayerNorm", "in_width", in_width, 2, IN_BITS)
         self._lanes, self._max_row, self._in_width = lanes, max_row, in_width
+        self._shared_mul = bool(shared_mul)
         super().__init__({
             "i": In(stream.Signature(VectorLayout(in_width, lanes))),
             "gb": In(stream.Signature(GammaBetaLayout(lanes))),
@@ -133,7 +141,28 @@ class LayerNorm(wiring.Component):
             "consts": In(LayerNormConsts()),
             "error": Out(1),
             "clear": In(1),
+            **(mul_members(self.mul_widths, lanes) if shared_mul else {}),
         })
+
+    @property
+    def _dz_widths(self) -> tuple[int, int]:
+        # Widths from the golden contract for rows of at most max_row elements of w
+        # bits, so that each product fits one 18x18 DSP where it can:
+        # |x - mean| <= 2**w - 1, so |D| = n |x - mean| <= max_row (2**w - 1);
+        # |x - mean| / std <= sqrt(n - 1), so |z| <= sqrt(max_row - 1) 2**NORM_FRAC,
+        # times at most 1 + 2**-29 for the floored square root and reciprocal,
+        # plus the rounding half: below isqrt((max_row - 1) << 2 NORM_FRAC) + 2.
+        dw = (self._max_row * ((1 << self._in_width) - 1)).bit_length() + 1
+        zw = (math.isqrt((self._max_row - 1) << (2 * NORM_FRAC)) + 2).bit_length() + 1
+        return dw, zw
+
+    @property
+    def mul_widths(self) -> list[tuple[int, int]]:
+        """Signed operand widths of the per-lane products: ``x * x`` (input pass),
+        ``n * x``, ``D * R`` and ``z * gamma`` (output pass)."""
+        w, (dw, zw) = self._in_width, self._dz_widths
+        return [(w, w), (self._max_row.bit_length() + 1, w), (dw, RECIP_BITS + 2),
+                (zw, GAMMA_BITS)]
 
     @classmethod
     def from_config(cls, config) -> LayerNorm:
@@ -219,9 +248,14 @@ class LayerNorm(wiring.Component):
 
         beat = self.i.payload
         vals = [Mux(lane < beat.count, beat.data[lane], 0) for lane in range(lanes)]
+        def port(k, lane):
+            return getattr(self, f"mul{k}")[lane] if self._shared_mul else None
+
         beat_s1 = Signal(signed(s1w))
         beat_s2 = Signal(unsigned(s2w))
-        m.d.comb += [beat_s1.eq(sum(vals)), beat_s2.eq(sum(v * v for v in vals))]
+        m.d.comb += [beat_s1.eq(sum(vals)),
+                     beat_s2.eq(sum(multiply(m, port(0, lane), v, v)
+                                    for lane, v in enumerate(vals)))]
         new_s1, new_s2, new_n = s1 + beat_s1, s2 + beat_s2, n + beat.count
 
         accept = self.i.valid & self.i.ready
@@ -330,14 +364,7 @@ class LayerNorm(wiring.Component):
             m.d.sync += [tags[k].eq(tags[k - 1]) for k in range(1, stages)]
         zshift = Signal(unsigned(5))
         m.d.comb += zshift.eq(Mux(tags[2].row.j > ZSHIFT, 0, ZSHIFT - tags[2].row.j))
-        # Widths from the golden contract for rows of at most max_row elements of w
-        # bits, so that each product fits one 18x18 DSP where it can:
-        # |x - mean| <= 2**w - 1, so |D| = n |x - mean| <= max_row (2**w - 1);
-        # |x - mean| / std <= sqrt(n - 1), so |z| <= sqrt(max_row - 1) 2**NORM_FRAC,
-        # times at most 1 + 2**-29 for the floored square root and reciprocal,
-        # plus the rounding half: below isqrt((max_row - 1) << 2 NORM_FRAC) + 2.
-        dw = (self._max_row * ((1 << w) - 1)).bit_length() + 1
-        zw = (math.isqrt((self._max_row - 1) << (2 * NORM_FRAC)) + 2).bit_length() + 1
+        dw, zw = self._dz_widths   # see there
         for lane in range(lanes):
             d = Signal(signed(dw), name=f"d{lane}")
             dr = Signal(signed(dw + RECIP_BITS + 3), name=f"dr{lane}")
@@ -348,14 +375,14 @@ class LayerNorm(wiring.Component):
             recip = tags[1].row.recip
             with m.If(advance):
                 m.d.sync += [
-                    d.eq(t0.row.row.n * rd.data[lane] - t0.row.row.s1),
+                    d.eq(multiply(m, port(1, lane), t0.row.row.n, rd.data[lane]) - t0.row.row.s1),
                     # 2**RECIP_BITS < R <= 2**(RECIP_BITS + 1): the top bit is set only
                     # for R = 2**(RECIP_BITS + 1), so the multiplier takes the low bits.
                     dr.eq(Mux(recip[RECIP_BITS + 1], d << (RECIP_BITS + 1),
-                              d * recip[:RECIP_BITS + 1])),
+                              multiply(m, port(2, lane), d, recip[:RECIP_BITS + 1]))),
                     # z never saturates (see zw), so the shifter produces only the window.
                     z.eq(round_saturate(m, dr, zshift, zw, name=f"rs_z{lane}")),
-                    q.eq(z * t3.gb.gamma[lane] + t3.gb.beta[lane]),
+                    q.eq(multiply(m, port(3, lane), z, t3.gb.gamma[lane]) + t3.gb.beta[lane]),
                     y.eq(Mux(t4.last & (lane >= t4.row.row.count), 0,
                              round_saturate(m, q, c.shift, 8, name=f"rs_y{lane}"))),
                 ]

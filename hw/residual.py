@@ -7,6 +7,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .vecmul import mul_members, multiply
 from .vector import VectorLayout, check_int, round_shift, saturate
 
 __all__ = ["ResidualConsts", "ResidualAdd"]
@@ -42,6 +43,9 @@ class ResidualAdd(wiring.Component):
     ----------
     lanes : int
         Elements per beat (1 to 64).
+    shared_mul : bool
+        Use multipliers outside the unit (the ``mul<k>`` ports, see
+        :mod:`intformer.hw.vecmul`) instead of making its own.
 
     Members
     -------
@@ -52,6 +56,8 @@ class ResidualAdd(wiring.Component):
     consts : In(ResidualConsts())
         From :func:`intformer.sw.golden.residual_params`; hold steady while
         beats are in flight.
+    mul0, mul1 : Out(MulSignature).array(lanes)
+        With ``shared_mul``: ``a * mult_a`` and ``b * mult_b``.
 
     Raises
     ------
@@ -61,15 +67,23 @@ class ResidualAdd(wiring.Component):
         If ``lanes`` is out of range.
     """
 
-    def __init__(self, lanes: int):
+    def __init__(self, lanes: int, *, shared_mul: bool = False):
         check_int("Residual add", "lanes", lanes, 1, 64)
         self._lanes = lanes
+        self._shared_mul = bool(shared_mul)
         layout = VectorLayout(8, lanes, extra={"b": data.ArrayLayout(signed(8), lanes)})
         super().__init__({
             "i": In(stream.Signature(layout)),
             "o": Out(stream.Signature(VectorLayout(8, lanes))),
             "consts": In(ResidualConsts()),
+            **(mul_members(self.mul_widths, lanes) if shared_mul else {}),
         })
+
+    @property
+    def mul_widths(self) -> list[tuple[int, int]]:
+        """Signed operand widths of the per-lane products ``a * mult_a`` and
+        ``b * mult_b``."""
+        return [(8, 17), (8, 17)]
 
     @classmethod
     def from_config(cls, config) -> ResidualAdd:
@@ -116,10 +130,12 @@ class ResidualAdd(wiring.Component):
             pb = Signal(signed(25), name=f"pb{lane}")
             total = Signal(signed(26), name=f"sum{lane}")
             y = Signal(signed(8), name=f"y{lane}")
+            ports = [getattr(self, f"mul{k}")[lane] if self._shared_mul else None
+                     for k in range(2)]
             with m.If(advance):
                 m.d.sync += [
-                    pa.eq(self.i.payload.data[lane] * c.mult_a),
-                    pb.eq(self.i.payload.b[lane] * c.mult_b),
+                    pa.eq(multiply(m, ports[0], self.i.payload.data[lane], c.mult_a)),
+                    pb.eq(multiply(m, ports[1], self.i.payload.b[lane], c.mult_b)),
                     total.eq(pa + pb),
                     y.eq(Mux(lane < count[1], saturate(round_shift(total, c.shift), 8), 0)),
                 ]

@@ -9,6 +9,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..sw.golden.softmax import EXP_DROP, EXP_FRAC, IN_BITS, OUT_FRAC, RECIP_BITS, T_MAX
 from .intdiv import PipelinedDivider
+from .vecmul import mul_members, multiply
 from .vector import VectorLayout, check_int, count_width, round_saturate
 
 __all__ = ["SoftmaxConsts", "Softmax"]
@@ -36,9 +37,10 @@ class SoftmaxConsts(data.StructLayout):
                           "poly_b": unsigned(15), "poly_c": unsigned(30)})
 
 
-def _iexp(m, en, x, mx, c, width, name):
+def _iexp(m, en, x, mx, c, width, name, ports=(None, None)):
     """Five register stages (advancing when ``en``) from an input and its row
-    maximum to the 16-bit i-exp of the golden model."""
+    maximum to the 16-bit i-exp of the golden model; ``ports``: the shared
+    multipliers of its two products, or None for its own."""
     d = Signal(unsigned(width + 1), name=f"{name}_d")
     p = Signal(signed(width + 18), name=f"{name}_p")
     t = Signal(unsigned(20), name=f"{name}_t")
@@ -53,9 +55,9 @@ def _iexp(m, en, x, mx, c, width, name):
     with m.If(en):
         m.d.sync += [
             d.eq(mx - x),
-            p.eq(d * c.in_mult),
+            p.eq(multiply(m, ports[0], d, c.in_mult)),
             t.eq(shifted),
-            sq.eq(diff * diff),
+            sq.eq(multiply(m, ports[1], diff, diff)),
             z.eq(t >> EXP_FRAC),
             # The constant part of the shift first: a 5-bit shifter on 16 bits
             # instead of a 6-bit one on 31 (floor of a floor is the floor).
@@ -100,6 +102,9 @@ class Softmax(wiring.Component):
         Longest row, in elements (``lanes`` to 4096).
     in_width : int
         Width of the signed inputs (2 to 32).
+    shared_mul : bool
+        Use multipliers outside the unit (the ``mul<k>`` ports, see
+        :mod:`intformer.hw.vecmul`) instead of making its own.
 
     Members
     -------
@@ -114,6 +119,8 @@ class Softmax(wiring.Component):
         A row longer than ``max_row`` was dropped (sticky).
     clear : In(1)
         Clears ``error``.
+    mul0 .. mul2 : Out(MulSignature).array(lanes)
+        With ``shared_mul``: the products (:attr:`mul_widths`).
 
     Raises
     ------
@@ -123,18 +130,27 @@ class Softmax(wiring.Component):
         If a parameter is out of range.
     """
 
-    def __init__(self, lanes: int, *, max_row: int, in_width: int = 32):
+    def __init__(self, lanes: int, *, max_row: int, in_width: int = 32,
+                 shared_mul: bool = False):
         check_int("Softmax", "lanes", lanes, 1, 64)
         check_int("Softmax", "max_row", max_row, lanes, 4096)
         check_int("Softmax", "in_width", in_width, 2, IN_BITS)
         self._lanes, self._max_row, self._in_width = lanes, max_row, in_width
+        self._shared_mul = bool(shared_mul)
         super().__init__({
             "i": In(stream.Signature(VectorLayout(in_width, lanes))),
             "o": Out(stream.Signature(VectorLayout(8, lanes))),
             "consts": In(SoftmaxConsts()),
             "error": Out(1),
             "clear": In(1),
+            **(mul_members(self.mul_widths, lanes) if shared_mul else {}),
         })
+
+    @property
+    def mul_widths(self) -> list[tuple[int, int]]:
+        """Signed operand widths of the per-lane products: ``(max - x) * in_mult``
+        and the i-exp square (sum pass), i-exp times the reciprocal (output pass)."""
+        return [(self._in_width + 2, 17), (16, 16), (17, self.divider_latency + 1)]
 
     @classmethod
     def from_config(cls, config) -> Softmax:
@@ -301,7 +317,11 @@ class Softmax(wiring.Component):
                      s_tags[0].last.eq(s_issue_last), s_tags[0].row.eq(s_row),
                      s_tags[0].addr.eq(rd_sum.addr)]
         m.d.sync += [s_tags[k].eq(s_tags[k - 1]) for k in range(1, 7)]
-        s_exp = [_iexp(m, 1, rd_sum.data[lane], s_tags[0].row.max, c, w, f"s{lane}")
+        def port(k, lane):
+            return getattr(self, f"mul{k}")[lane] if self._shared_mul else None
+
+        s_exp = [_iexp(m, 1, rd_sum.data[lane], s_tags[0].row.max, c, w, f"s{lane}",
+                       ports=(port(0, lane), port(1, lane)))
                  for lane in range(lanes)]
         t6 = s_tags[5]
         m.d.comb += [exp_wr.addr.eq(t6.addr), exp_wr.en.eq(t6.valid)]
@@ -386,7 +406,7 @@ class Softmax(wiring.Component):
                                      name=f"rs_y{lane}")
             with m.If(advance):
                 m.d.sync += [
-                    prod.eq(rd_out.data[lane] * t_exp.row.recip),
+                    prod.eq(multiply(m, port(2, lane), rd_out.data[lane], t_exp.row.recip)),
                     y.eq(Mux(t_prod.last & (lane >= t_prod.row.row.count), 0,
                              rounded)),
                 ]

@@ -20,6 +20,11 @@ buffers have room, the units take one beat per cycle, and each output row is
 written as its last beat leaves (beats before it are held, ``ready`` at once).
 ``done`` pulses once the last output row is written.
 
+The units share their per-lane multipliers (:mod:`intformer.hw.vecmul`): a command
+runs alone and its unit's pipelines drain before ``done``, so product slot ``k`` of
+every lane is one multiplier, as wide as the widest unit's product ``k``, whose
+operands the running command's unit drives.
+
 Constants come from the ``set_const`` register file: :data:`CONSTANTS` names the
 index of every field of the units' constant structures.
 """
@@ -289,15 +294,15 @@ class VectorExecutor(wiring.Component):
 
         units = {}
         if c.has_gelu:
-            units["gelu"] = m.submodules.gelu = Gelu(lanes, in_width=32)
+            units["gelu"] = m.submodules.gelu = Gelu(lanes, in_width=32, shared_mul=True)
         if c.has_softmax:
             units["softmax"] = m.submodules.softmax = Softmax(
-                lanes, max_row=c.vector_max_row, in_width=32)
+                lanes, max_row=c.vector_max_row, in_width=32, shared_mul=True)
         if c.has_residual:
-            units["residual"] = m.submodules.residual = ResidualAdd(lanes)
+            units["residual"] = m.submodules.residual = ResidualAdd(lanes, shared_mul=True)
         if c.has_layernorm:
             units["layernorm"] = m.submodules.layernorm = LayerNorm(
-                lanes, max_row=c.vector_max_row, in_width=8)
+                lanes, max_row=c.vector_max_row, in_width=8, shared_mul=True)
         for op, unit in units.items():
             consts = unit.consts
             for field, _ in OPS[op]():
@@ -309,6 +314,7 @@ class VectorExecutor(wiring.Component):
 
         v = self.cmd.payload.gelu   # every vector command has the same fields
         op = Signal(5)
+        self._share_multipliers(m, units, op, lanes)
         f = {name: Signal(width, name=f"cmd_{name}") for name, width in (
             ("src", 16), ("src_stride", 12), ("src_space", 1), ("src2", 16),
             ("src2_stride", 12), ("src2_space", 1), ("dst", 16), ("dst_stride", 12),
@@ -402,3 +408,24 @@ class VectorExecutor(wiring.Component):
             m.d.sync += busy.eq(0)
             m.d.comb += self.done.eq(1)
         return m
+
+    @staticmethod
+    def _share_multipliers(m, units, op, lanes):
+        """One multiplier per product slot and lane, its operands from the unit of
+        command ``op``; every unit using the slot reads its product."""
+        slots = max((len(u.mul_widths) for u in units.values()), default=0)
+        for k in range(slots):
+            users = {name: u for name, u in units.items() if k < len(u.mul_widths)}
+            aw = max(u.mul_widths[k][0] for u in users.values())
+            bw = max(u.mul_widths[k][1] for u in users.values())
+            for lane in range(lanes):
+                a = Signal(signed(aw), name=f"mul{k}_a{lane}")
+                b = Signal(signed(bw), name=f"mul{k}_b{lane}")
+                p = Signal(signed(aw + bw), name=f"mul{k}_p{lane}")
+                m.d.comb += p.eq(a * b)
+                m.d.comb += [getattr(u, f"mul{k}")[lane].p.eq(p) for u in users.values()]
+                with m.Switch(op):
+                    for name, u in users.items():
+                        port = getattr(u, f"mul{k}")[lane]
+                        with m.Case(isa.OPCODES[name].code):
+                            m.d.comb += [a.eq(port.a), b.eq(port.b)]
