@@ -53,13 +53,15 @@ async def run_gelu(dut):
     assert not tb.sink.queue, "unexpected extra output beats"
 
 
-def _run(sim, lanes, in_width):
+def _run(sim, lanes, in_width, shared_mul=False):
     from intformer.gen.sim import harness
     from intformer.hw.gelu import Gelu
+    from tb.common.sharedmul import OwnMultipliers
 
-    dut = Gelu(lanes, in_width=in_width)
-    path = harness.build_dir(f"gelu_l{lanes}_w{in_width}_{sim}")
-    source = harness.emit(dut, path, params={"lanes": lanes, "in_width": in_width,
+    dut = Gelu(lanes, in_width=in_width, shared_mul=shared_mul)
+    path = harness.build_dir(f"gelu_l{lanes}_w{in_width}{'_shared' * shared_mul}_{sim}")
+    top = OwnMultipliers(dut) if shared_mul else dut
+    source = harness.emit(top, path, params={"lanes": lanes, "in_width": in_width,
                                              "latency": dut.latency})
     harness.run(sim=sim, sources=[source], toplevel="top", test_module="tb.gelu.test_gelu",
                 path=path)
@@ -77,6 +79,11 @@ def test_gelu(sim, lanes, in_width):
 ])
 def test_gelu_sweep(sim, lanes, in_width):
     _run(sim, lanes, in_width)
+
+
+def test_gelu_shared_mul(sim):
+    """The products through the mul ports, as in the vector executor."""
+    _run(sim, 3, 32, shared_mul=True)
 
 
 @pytest.mark.filterwarnings("ignore::amaranth.hdl._ir.UnusedElaboratable")

@@ -127,13 +127,16 @@ async def run_layernorm(dut):
     assert not tb.side.queue and not int(dut.gb__ready.value), "gamma/beta beats left over"
 
 
-def _run(sim, lanes, max_row, in_width):
+def _run(sim, lanes, max_row, in_width, shared_mul=False):
     from intformer.gen.sim import harness
     from intformer.hw.layernorm import LayerNorm
+    from tb.common.sharedmul import OwnMultipliers
 
-    dut = LayerNorm(lanes, max_row=max_row, in_width=in_width)
-    path = harness.build_dir(f"layernorm_l{lanes}_m{max_row}_w{in_width}_{sim}")
-    source = harness.emit(dut, path, params={"lanes": lanes, "max_row": max_row,
+    dut = LayerNorm(lanes, max_row=max_row, in_width=in_width, shared_mul=shared_mul)
+    path = harness.build_dir(
+        f"layernorm_l{lanes}_m{max_row}_w{in_width}{'_shared' * shared_mul}_{sim}")
+    top = OwnMultipliers(dut) if shared_mul else dut
+    source = harness.emit(top, path, params={"lanes": lanes, "max_row": max_row,
                                              "in_width": in_width})
     harness.run(sim=sim, sources=[source], toplevel="top",
                 test_module="tb.layernorm.test_layernorm", path=path)
@@ -151,6 +154,11 @@ def test_layernorm(sim, lanes, max_row, in_width):
 ])
 def test_layernorm_sweep(sim, lanes, max_row, in_width):
     _run(sim, lanes, max_row, in_width)
+
+
+def test_layernorm_shared_mul(sim):
+    """The products through the mul ports, as in the vector executor."""
+    _run(sim, 3, 22, 8, shared_mul=True)
 
 
 @pytest.mark.filterwarnings("ignore::amaranth.hdl._ir.UnusedElaboratable")

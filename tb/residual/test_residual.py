@@ -50,13 +50,15 @@ async def run_residual(dut):
     assert not tb.sink.queue, "unexpected extra output beats"
 
 
-def _run(sim, lanes):
+def _run(sim, lanes, shared_mul=False):
     from intformer.gen.sim import harness
     from intformer.hw.residual import ResidualAdd
+    from tb.common.sharedmul import OwnMultipliers
 
-    dut = ResidualAdd(lanes)
-    path = harness.build_dir(f"residual_l{lanes}_{sim}")
-    source = harness.emit(dut, path, params={"lanes": lanes, "latency": dut.latency})
+    dut = ResidualAdd(lanes, shared_mul=shared_mul)
+    path = harness.build_dir(f"residual_l{lanes}{'_shared' * shared_mul}_{sim}")
+    top = OwnMultipliers(dut) if shared_mul else dut
+    source = harness.emit(top, path, params={"lanes": lanes, "latency": dut.latency})
     harness.run(sim=sim, sources=[source], toplevel="top",
                 test_module="tb.residual.test_residual", path=path)
 
@@ -70,6 +72,11 @@ def test_residual(sim, lanes):
 @pytest.mark.parametrize("lanes", [1, 3])
 def test_residual_sweep(sim, lanes):
     _run(sim, lanes)
+
+
+def test_residual_shared_mul(sim):
+    """The products through the mul ports, as in the vector executor."""
+    _run(sim, 3, shared_mul=True)
 
 
 @pytest.mark.filterwarnings("ignore::amaranth.hdl._ir.UnusedElaboratable")

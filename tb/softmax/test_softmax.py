@@ -105,13 +105,16 @@ async def run_softmax(dut):
     assert not tb.sink.queue, "unexpected extra output beats"
 
 
-def _run(sim, lanes, max_row, in_width):
+def _run(sim, lanes, max_row, in_width, shared_mul=False):
     from intformer.gen.sim import harness
     from intformer.hw.softmax import Softmax
+    from tb.common.sharedmul import OwnMultipliers
 
-    dut = Softmax(lanes, max_row=max_row, in_width=in_width)
-    path = harness.build_dir(f"softmax_l{lanes}_m{max_row}_w{in_width}_{sim}")
-    source = harness.emit(dut, path, params={"lanes": lanes, "max_row": max_row,
+    dut = Softmax(lanes, max_row=max_row, in_width=in_width, shared_mul=shared_mul)
+    path = harness.build_dir(
+        f"softmax_l{lanes}_m{max_row}_w{in_width}{'_shared' * shared_mul}_{sim}")
+    top = OwnMultipliers(dut) if shared_mul else dut
+    source = harness.emit(top, path, params={"lanes": lanes, "max_row": max_row,
                                              "in_width": in_width})
     harness.run(sim=sim, sources=[source], toplevel="top",
                 test_module="tb.softmax.test_softmax", path=path)
@@ -129,6 +132,11 @@ def test_softmax(sim, lanes, max_row, in_width):
 ])
 def test_softmax_sweep(sim, lanes, max_row, in_width):
     _run(sim, lanes, max_row, in_width)
+
+
+def test_softmax_shared_mul(sim):
+    """The products through the mul ports, as in the vector executor."""
+    _run(sim, 3, 22, 32, shared_mul=True)
 
 
 @pytest.mark.filterwarnings("ignore::amaranth.hdl._ir.UnusedElaboratable")
