@@ -91,6 +91,9 @@ async def encoder(dut):
 #: need vector_lanes to divide spad_row_bytes and array_cols (intformer.hw.vecexec.supported).
 CONFIGS = {
     "tiny": ("tiny", {}, dict(tokens=4, dim=8, heads=2, ffn=16), 10),
+    # Non-square: GEMM results (4 per scratchpad row) are read back from memory for
+    # the GEMMs (A at 2 per row) and vector units (4 per row) that read them.
+    "tiny_2x4": ("tiny", {"array_cols": 4}, dict(tokens=4, dim=8, heads=2, ffn=16), 10),
     "default": ("default", {}, dict(tokens=6, dim=16, heads=2, ffn=32), 20),
 }
 
