@@ -4,9 +4,9 @@ LEDs LD4 busy, LD5 done, LD6 link, LD7 error, the RESET button resets the design
 
 Why 50 MHz: the open flow cannot place and route a 7-series part, so the design's
 Fmax on the Artix-7 is unmeasured, and the same RTL reaches well under 100 MHz on the
-other families (see the README's board table); 50 MHz leaves the 16x12 array and its
-128-bit datapath a 20 ns cycle. The Vivado project's build.tcl stops before the
-bitstream if routing misses it.
+other families (see the README's board table); 50 MHz gives the whole accelerator
+(every unit) a 20 ns cycle. The Vivado project's build.tcl stops after routing, before
+the bitstream, if it misses it.
 """
 
 from amaranth.hdl import ClockDomain, ClockSignal, Elaboratable, Instance, Module, Signal
