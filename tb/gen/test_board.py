@@ -11,16 +11,30 @@ import sys
 
 import pytest
 
-from intformer.boards import BOARDS, board
+from intformer.boards import BOARDS, Board, board
 from intformer.hw.axiram import AXIRam
 from intformer.hw.boardtop import BoardPins
+from intformer.hw.config import preset
 
 from .test_cli import assert_user_error, cli
 
 
+class SmallBoard(Board):
+    """A board with the smallest configuration (the ``icebreaker`` preset, GEMM only, 2x1,
+    its SB_MAC16 packing only on iCE40) and 64 KiB of memory: its pins, clocking and
+    memory kind, elaborated in seconds."""
+
+    @property
+    def config(self):
+        config = preset("icebreaker")
+        return config if self.family == "ice40" else dataclasses.replace(config,
+                                                                          dsp_packing=False)
+
+
 def small(name):
-    """Board ``name`` with the ``tiny`` preset: its pins, clocking and memory, built fast."""
-    return dataclasses.replace(board(name), preset="tiny")
+    b = board(name)
+    fields = {f.name: getattr(b, f.name) for f in dataclasses.fields(b)}
+    return SmallBoard(**{**fields, "mem_bytes": 64 * 1024})
 
 
 @pytest.mark.parametrize("name", BOARDS)
