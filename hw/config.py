@@ -485,26 +485,27 @@ PRESETS: dict[str, tuple[Config, str]] = {
         "1.9k FF, 3 of 8 SB_MAC16, 20 of 30 EBR, Fmax 17.9 MHz"),
     "ulx3s": (
         dataclasses.replace(
-            BASE, spad_bytes=128 * 1024, acc_bytes=64 * 1024, vector_lanes=1),
-        # Measured with `intformer synth --preset ulx3s --target ecp5 --no-pnr`: 31.7k LUT
-        # (22.8k LUT4 plus carry and mux cells), 21.8k FF, 120 of 156 MULT18X18D (64 in
+            BASE, spad_bytes=128 * 1024, acc_bytes=64 * 1024, vector_lanes=2),
+        # Measured with `intformer synth --preset ulx3s --target ecp5 --no-pnr`: 36.6k LUT
+        # (26.7k LUT4 plus carry and mux cells), 23.6k FF, 118 of 156 MULT18X18D (64 in
         # the array, 16 each in the GEMM engine's and the requant unit's requantizers,
-        # 24 in the 1-lane vector units), 98 of 208 DP16KD. The 8x8 array with 8-byte
-        # scratchpad rows runs the compiler's dataflow schedule; 2 vector lanes would
-        # need about 20 more MULT18X18D (past 85% of the 85F).
-        "ECP5-85F (ULX3S) target: 8x8 array, every unit on 1 vector lane; 31.7k LUT, "
-        "21.8k FF, 120 of 156 MULT18X18D, 98 of 208 DP16KD (synthesis); digits "
-        "transformer 17,854 cycles per image"),
+        # 22 in the 2-lane vector units, whose GELU, Softmax, LayerNorm and residual
+        # share 8 per lane), 98 of 208 DP16KD. With 1 lane: 31.9k LUT, 110 MULT18X18D,
+        # 17,879 cycles per image. The 8x8 array runs the compiler's dataflow schedule.
+        "ECP5-85F (ULX3S) target: 8x8 array, every unit on 2 vector lanes; 36.6k LUT, "
+        "23.6k FF, 118 of 156 MULT18X18D, 98 of 208 DP16KD (synthesis); digits "
+        "transformer 13,031 cycles per image"),
     "arty_a7": (
         dataclasses.replace(
             BASE, spad_bytes=128 * 1024, acc_bytes=64 * 1024, vector_lanes=4),
         # Measured with `intformer synth --target xilinx` (Yosys synth_xilinx; no open
         # place-and-route for Xilinx here): the default (8 lanes) with these memories
         # needs 232 of the 240 DSP48E1 (33.8k LUT, 19.8k FF, 54 RAMB36), past 85%; with
-        # 4 lanes 168 (70%), 26.8k LUT (42%), 18.6k FF, 35 RAMB36 and 31 RAMB18. The
+        # 4 lanes and the vector units' shared multipliers 128 (53%), 28.6k LUT (45%),
+        # 20.9k FF, 35 RAMB36 and 31 RAMB18 (168 DSP48E1 before the sharing). The
         # earlier GEMM-only 16x12 array could not run the transformer.
-        "Artix-7 100T (Arty A7) target: 8x8 array, every unit on 4 vector lanes; 26.8k "
-        "LUT, 18.6k FF, 168 of 240 DSP48E1, 50.5 of 135 RAMB36 (synthesis estimate); "
+        "Artix-7 100T (Arty A7) target: 8x8 array, every unit on 4 vector lanes; 28.6k "
+        "LUT, 20.9k FF, 128 of 240 DSP48E1, 50.5 of 135 RAMB36 (synthesis estimate); "
         "digits transformer 11,301 cycles per image"),
 }
 
