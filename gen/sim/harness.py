@@ -205,8 +205,10 @@ def run(*, sim: str, sources: list[Path], toplevel: str, test_module: str, path:
     # cocotb 1.9's runner refuses to write a results file under a running pytest.
     child_env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
     if sim == "verilator" and "OBJCACHE" not in child_env and shutil.which("ccache"):
-        # Verilator's runtime and cocotb's main are the same C++ in every build.
+        # Verilator's runtime and cocotb's main are the same C++ in every build; paths
+        # relative to the checkout, so that another clone's same design hits too.
         child_env["OBJCACHE"] = "ccache"
+        child_env.setdefault("CCACHE_BASEDIR", str(REPO))
     if sim == "verilator" and "MAKEFLAGS" not in child_env:
         # Testbench runs are short and cocotb's Python dominates them, while the C++
         # compile dominates the build: unoptimised C++ on both cores. Measured on
