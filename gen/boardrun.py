@@ -322,24 +322,23 @@ def run(args) -> int:
     log = None if args.json else print
     jobs = digits.jobs
     build_s, sim = 0.0, None
+
+    def on_port(man: dict, path: str, silence: float):
+        port = open_serial(path, baud, timeout=silence)
+        bus = SerialBus(man, port, silence=silence)
+        try:
+            return run_jobs(man, bus, jobs), bus
+        finally:
+            port.close()
+
     try:
         if args.sim:
             binary, man, build_s = build_board_sim(b, divisor=divisor, log=log)
             with BoardSim(binary) as simulation:
-                port = open_serial(simulation.path, baud, timeout=SIM_SILENCE)
-                bus = SerialBus(man, port, silence=SIM_SILENCE)
-                try:
-                    results = run_jobs(man, bus, jobs)
-                finally:
-                    port.close()
+                results, bus = on_port(man, simulation.path, SIM_SILENCE)
                 sim = simulation.close()
         else:
-            port = open_serial(args.port, baud, timeout=PORT_SILENCE)
-            bus = SerialBus(man, port, silence=PORT_SILENCE)
-            try:
-                results = run_jobs(man, bus, jobs)
-            finally:
-                port.close()
+            results, bus = on_port(man, args.port, PORT_SILENCE)
     except LinkError as e:
         raise UserError(str(e)) from e
     report = summarize(b, man, digits, results, bus.stats, baud=baud, sim=sim,

@@ -223,4 +223,3 @@ class AXIRam(wiring.Component):
                     m.d.sync += bvalid.eq(0)
                     m.next = "IDLE"
         return m
-
