@@ -350,7 +350,6 @@ async def soft_reset_at_flush(tb, trials=6):
     counted against it (the reader stayed busy forever when they were)."""
     r, B, dut = tb.r, tb.B, tb.dut
     reader = dut.inner.reader
-    hits = 0
     for _ in range(trials):
         # Rows of 2B - 1 bytes starting one byte into a beat: two memory beats and two
         # output beats, the second made from the last memory beat alone (a flush).
@@ -364,7 +363,6 @@ async def soft_reset_at_flush(tb, trials=6):
                 break
         else:
             raise AssertionError("the reader never flushed with a burst outstanding")
-        hits += 1
         dut.soft_reset.value = 1
         await RisingEdge(dut.clk)
         dut.soft_reset.value = 0
@@ -375,7 +373,6 @@ async def soft_reset_at_flush(tb, trials=6):
         assert not tb.rd_status.queue, "aborted job reported"
         tb.rd_data.queue.clear()
         await random_traffic(tb, 2)
-    assert hits == trials
 
 
 @cocotb.test()
