@@ -485,7 +485,7 @@ PRESETS: dict[str, tuple[Config, str]] = {
         "1.9k FF, 3 of 8 SB_MAC16, 20 of 30 EBR, Fmax 17.9 MHz"),
     "ulx3s": (
         dataclasses.replace(
-            BASE, spad_bytes=128 * 1024, acc_bytes=64 * 1024, vector_lanes=2),
+            BASE, vector_lanes=2, ecp5_dsp=True),
         # Measured with `intformer synth --preset ulx3s --target ecp5 --no-pnr`: 36.6k LUT
         # (26.7k LUT4 plus carry and mux cells), 23.6k FF, 118 of 156 MULT18X18D (64 in
         # the array, 16 each in the GEMM engine's and the requant unit's requantizers,

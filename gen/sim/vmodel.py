@@ -120,10 +120,15 @@ def build_model(path: Path, *, emit: Callable[[Path], tuple[Path, dict]], main: 
         source, man = emit(path)
         local_main = path / main.name
         shutil.copyfile(main, local_main)
+        # Models of the vendor primitives the design instantiates (ecp5_dsp's
+        # MULT18X18D, dsp_packing's SB_MAC16).
+        from intformer.hw import ecp5, ice40
+        models = [*ice40.sim_models([source], path), *ecp5.sim_models([source], path)]
         cmd = [exe, "--cc", "--exe", "--build", "-j", "2", "-Wno-fatal", *VERILATOR_WAIVERS,
                *verilator_opts, "--top-module", "top", "-Mdir", str(path / "obj"),
                "-o", binary, "-CFLAGS", cflags, "-MAKEFLAGS", makeflags,
-               str(source.resolve()), str(local_main.resolve())]
+               *(str(f.resolve()) for f in models), str(source.resolve()),
+               str(local_main.resolve())]
         env = dict(os.environ)
         if "OBJCACHE" not in env and shutil.which("ccache"):
             env["OBJCACHE"] = "ccache"
