@@ -20,7 +20,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["hw_digest", "build_model", "write_design", "strip_memory_init"]
+__all__ = ["hw_digest", "build_model", "write_design", "strip_memory_init",
+           "drop_zero_memory_init"]
 
 
 def strip_memory_init(text: str) -> str:
@@ -38,6 +39,17 @@ def strip_memory_init(text: str) -> str:
                 f"  initial for ({var} = 0; {var} <= {top}; {var} = {var} + 1) "
                 f"{name}[{var}] = 0;\n")
     return pattern.sub(loop, text)
+
+
+_ZERO_INIT = re.compile(r"  initial begin\n(?:    \S+\[\d+\] = \d+'[hd]0+;\n)+  end\n")
+
+
+def drop_zero_memory_init(text: str) -> str:
+    """Remove the ``initial`` blocks that set every word of a memory to zero one line at
+    a time (what a memory without contents becomes in Amaranth's Verilog). Block RAM
+    starts at zero anyway, and Yosys spends minutes flattening a design whose 256 KiB
+    memory has one ``$meminit`` per word. Memories with contents keep them."""
+    return _ZERO_INIT.sub("", text)
 
 
 def write_design(top, config, source: Path) -> tuple[Path, dict]:
