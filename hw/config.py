@@ -468,7 +468,7 @@ PRESETS: dict[str, tuple[Config, str]] = {
         dataclasses.replace(
             BASE, array_rows=2, array_cols=1, dsp_packing=True, axi_data_width=32,
             axi_addr_width=17, axi_id_width=1, axi_max_burst=4, axi_max_outstanding=1,
-            spad_bytes=4096, acc_bytes=4096, acc_banks=1, vector_lanes=2, vector_max_row=32,
+            csr_addr_width=8, spad_bytes=4096, acc_bytes=4096, acc_banks=1, vector_lanes=2, vector_max_row=32,
             has_softmax=False, has_gelu=False, has_layernorm=False, has_residual=False,
             has_requant=False, perf_counters=False, cmd_queue_depth=0, dep_queue_depth=1),
         # Measured with `intformer synth --preset icebreaker --target ice40`: placed and
