@@ -140,8 +140,8 @@ def build(name: str, out: Path | None = None, *, seed: int = 1, pnr_only: bool =
 def _base_report(b, name: str, out: Path, res: dict, cells: dict) -> dict:
     return {"board": b.name, "preset": b.preset, "family": b.family, "device": b.device,
             "package": b.package, "clock_mhz": b.clock_hz / 1e6, "baud": b.baud,
-            "mem_bytes": b.mem_bytes, "design": name, **res, "cells": cells,
-            "out": str(out)}
+            "mem_bytes": b.mem_bytes, "target_mhz": b.clock_hz / 1e6, "design": name,
+            **res, "cells": cells, "out": str(out)}
 
 
 def _build_lattice(mod, out: Path, yosys: str, seed: int, pnr_only: bool,
