@@ -146,7 +146,7 @@ def test_run_is_boardrun():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [
     pytest.param(name, marks=pytest.mark.xfail(
-        strict=True, reason="the icebreaker board top needs 6,328 of the UP5K's 5,280 "
+        strict=True, reason="the icebreaker board top needs 6,079 of the UP5K's 5,280 "
                             "logic cells")) if name == "icebreaker" else name
     for name in BOARDS])
 def test_build(name, tmp_path):
