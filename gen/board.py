@@ -2,7 +2,7 @@
 
 ``build BOARD`` elaborates the board design (``intformer.boards.<BOARD>.design()``)
 on its amaranth-boards platform and, for iCE40 and ECP5, runs the YoWASP tools:
-Yosys (``synth_ice40 -dsp`` / ``synth_ecp5``), nextpnr at the board clock (the
+Yosys (``synth_ice40 -dsp -dff`` / ``synth_ecp5``), nextpnr at the board clock (the
 platform's clock constraint), then icepack / ecppack. The report has the resources
 (Yosys's cell counts, :func:`intformer.gen.synth.resources`), what nextpnr placed,
 and Fmax against the board clock. A design that does not fit ends the build with no
@@ -44,7 +44,10 @@ XILINX_CAPACITY = {"xc7a100ti": {"lut": 63400, "ff": 126800, "dsp": 240, "bram":
 #: assertion on Amaranth netlists (see :mod:`intformer.gen.synth`).
 _PREPARE = "hierarchy -top {name}\nproc\nflatten\nsplitnets"
 _STAT = "tee -q -o stat.json stat -json"
-_SYNTH_OPTS = {"ice40": "-dsp", "ecp5": ""}
+#: ``-dff`` lets ABC9 see the flip-flops with their logic (an iCE40 logic cell holds a
+#: LUT and a flip-flop): on the icebreaker board 158 fewer logic cells (6,381 to 6,223
+#: packed), 176 fewer LUTs, 48 fewer flip-flops.
+_SYNTH_OPTS = {"ice40": "-dsp -dff", "ecp5": ""}
 _EXT = {"ice40": "bin", "ecp5": "bit", "xilinx": "bit"}
 _OPENFPGALOADER_BOARD = {"icebreaker": "ice40_generic", "ulx3s": "ulx3s",
                          "arty_a7": "arty_a7_100t"}
@@ -137,8 +140,8 @@ def build(name: str, out: Path | None = None, *, seed: int = 1, pnr_only: bool =
 def _base_report(b, name: str, out: Path, res: dict, cells: dict) -> dict:
     return {"board": b.name, "preset": b.preset, "family": b.family, "device": b.device,
             "package": b.package, "clock_mhz": b.clock_hz / 1e6, "baud": b.baud,
-            "mem_bytes": b.mem_bytes, "design": name, **res, "cells": cells,
-            "out": str(out)}
+            "mem_bytes": b.mem_bytes, "target_mhz": b.clock_hz / 1e6, "design": name,
+            **res, "cells": cells, "out": str(out)}
 
 
 def _build_lattice(mod, out: Path, yosys: str, seed: int, pnr_only: bool,

@@ -168,8 +168,7 @@ class AXIRam(wiring.Component):
         m.d.comb += self.host_rdata.eq(rdata.word_select(lane, 8))
 
         rd_rem = Signal(9)
-        rd_addr = Signal(iw)
-        wr_addr = Signal(iw)
+        ptr = Signal(iw)         # the beat of the burst in progress, read or write
         rid = Signal.like(bus.rid)
         bid = Signal.like(bus.bid)
         rvalid = Signal()
@@ -191,30 +190,30 @@ class AXIRam(wiring.Component):
                     m.d.sync += lane.eq(self.host_addr[:shift])
                 with m.Elif(bus.arvalid & (read_next | ~bus.awvalid)):
                     m.d.comb += bus.arready.eq(1)
-                    m.d.sync += [rd_addr.eq((bus.araddr >> shift)[:iw]), rid.eq(bus.arid),
+                    m.d.sync += [ptr.eq((bus.araddr >> shift)[:iw]), rid.eq(bus.arid),
                                  rd_rem.eq(bus.arlen + 1), read_next.eq(0)]
                     m.next = "READ"
                 with m.Elif(bus.awvalid):
                     m.d.comb += bus.awready.eq(1)
-                    m.d.sync += [wr_addr.eq((bus.awaddr >> shift)[:iw]), bid.eq(bus.awid),
+                    m.d.sync += [ptr.eq((bus.awaddr >> shift)[:iw]), bid.eq(bus.awid),
                                  read_next.eq(1)]
                     m.next = "WRITE"
             with m.State("READ"):
                 advance = Signal()
                 m.d.comb += [advance.eq((rd_rem != 0) & (~rvalid | bus.rready)),
-                             addr.eq(rd_addr), ren.eq(advance)]
+                             addr.eq(ptr), ren.eq(advance)]
                 with m.If(advance):
-                    m.d.sync += [rvalid.eq(1), rlast.eq(rd_rem == 1), rd_addr.eq(rd_addr + 1),
+                    m.d.sync += [rvalid.eq(1), rlast.eq(rd_rem == 1), ptr.eq(ptr + 1),
                                  rd_rem.eq(rd_rem - 1)]
                 with m.Elif(bus.rready):
                     m.d.sync += rvalid.eq(0)
                     with m.If(rlast & rvalid):
                         m.next = "IDLE"
             with m.State("WRITE"):
-                m.d.comb += [bus.wready.eq(1), addr.eq(wr_addr), wdata.eq(bus.wdata)]
+                m.d.comb += [bus.wready.eq(1), addr.eq(ptr), wdata.eq(bus.wdata)]
                 with m.If(bus.wvalid):
                     m.d.comb += wen.eq(bus.wstrb)
-                    m.d.sync += wr_addr.eq(wr_addr + 1)
+                    m.d.sync += ptr.eq(ptr + 1)
                     with m.If(bus.wlast):
                         m.d.sync += bvalid.eq(1)
                         m.next = "RESP"

@@ -468,21 +468,27 @@ PRESETS: dict[str, tuple[Config, str]] = {
         dataclasses.replace(
             BASE, array_rows=2, array_cols=1, dsp_packing=True, axi_data_width=32,
             axi_addr_width=17, axi_id_width=1, axi_max_burst=4, axi_max_outstanding=1,
-            spad_bytes=4096, acc_bytes=4096, acc_banks=1, vector_lanes=2, vector_max_row=32,
+            csr_addr_width=8, spad_bytes=4096, acc_bytes=4096, acc_banks=1, vector_lanes=2,
+            vector_max_row=32,
             has_softmax=False, has_gelu=False, has_layernorm=False, has_residual=False,
             has_requant=False, perf_counters=False, cmd_queue_depth=0, dep_queue_depth=1),
-        # Measured with `intformer synth --preset icebreaker --target ice40`: placed and
-        # routed on the UP5K with its I/O wrapper in 5,151 of 5,280 logic cells (3,949
-        # LUT, 1,944 FF after synthesis), 3 of 8 SB_MAC16 (1 in the array, 2 in the GEMM
-        # engine's lane-serial requantizer), 20 of 30 EBR, Fmax 17.9 MHz. The same with a
-        # 2x2 array needs 5,472 cells, 4x1 5,848. 128 KB of address space (the UP5K's
-        # SPRAM is the memory a board gives the DMA), one accumulator bank, no command
-        # queues, no standalone requant unit (gemm requantizes) and no performance
-        # counters, to save area; arrays of at most 4 PEs get the GEMM engine's small
-        # variant (GemmEngine.small).
+        # Measured with `intformer synth --preset icebreaker --target ice40` (before
+        # csr_addr_width 8, which saves about 37 LUT): placed and routed on the UP5K
+        # with its I/O wrapper in 5,151 of 5,280 logic cells (3,949 LUT, 1,944 FF after
+        # synthesis), 3 of 8 SB_MAC16 (1 in the array, 2 in the GEMM engine's
+        # lane-serial requantizer), 20 of 30 EBR, Fmax 17.9 MHz. The same with a 2x2
+        # array needs 5,472 cells, 4x1 5,848. The iCEBreaker board top (this preset,
+        # the host bridge, the memory's AXI port over SPRAM and the UART) does not fit:
+        # `intformer board build icebreaker` packs it into 6,079 logic cells (4,734 LUT,
+        # 2,457 FF, 882 SB_CARRY, 3 SB_MAC16, 20 EBR, 4 SPRAM). 128 KB of address space
+        # (the UP5K's SPRAM is the memory a board gives the DMA), one accumulator bank,
+        # no command queues, no standalone requant unit (gemm requantizes), no
+        # performance counters and a register block of 64 words, to save area; arrays
+        # of at most 4 PEs get the GEMM engine's small variant (GemmEngine.small).
         "iCE40UP5K (iCEBreaker) target: 2x1 array on one SB_MAC16 (dual 8x8), GEMM only, "
         "no command queues; 5,151 of 5,280 logic cells placed and routed, 3.9k LUT, "
-        "1.9k FF, 3 of 8 SB_MAC16, 20 of 30 EBR, Fmax 17.9 MHz"),
+        "1.9k FF, 3 of 8 SB_MAC16, 20 of 30 EBR, Fmax 17.9 MHz; the board top with its "
+        "host link needs 6,079 cells and does not fit"),
     "ulx3s": (
         dataclasses.replace(
             BASE, vector_lanes=2, ecp5_dsp=True),

@@ -178,21 +178,30 @@ class HostBridge(wiring.Component):
         got = Signal()
         byte = rx.payload
         m.d.comb += got.eq(rx.valid & rx.ready)
+        # Memory byte addresses are taken modulo the memory's size: the frame's address
+        # check looks at the bits above once, and the access then counts ``ptr`` from the
+        # address up to ``end`` (address + length, up to one bit wider than the memory
+        # and the length), so no byte count is kept.
+        aw = len(self.mem_addr)
 
         hdr = Signal(56)                  # cmd, addr[4], len[2], little-endian
         cmd, addr, length = hdr[:8], hdr[8:40], hdr[40:56]
+        pw = max(aw, len(length)) + 1
         n = Signal(3)
-        data = Signal(40)                 # register value, or the STATUS payload
+        data = Signal(40)                 # register value, STATUS payload, or a memory byte
         crc = Signal(16)
-        crc_rx = Signal(16)
-        status = Signal(8)
-        ptr = Signal(32)
-        left = Signal(17)
+        crc_bad = Signal()                # a received CRC byte differed from ours
+        status = Signal(range(max(_ST.values()) + 1))
+        ptr = Signal(pw)
+        end = Signal(pw)
         pending = Signal()
-        wbyte = Signal(8)
-        tbyte = Signal(8)
         error = Signal()
-        m.d.comb += [self.error.eq(error), self.mem_addr.eq(ptr), self.mem_wdata.eq(wbyte)]
+        m.d.comb += [self.error.eq(error), self.mem_addr.eq(ptr[:aw]), self.mem_wdata.eq(data[:8])]
+
+        # One CRC step serves both directions: the byte received, or the byte sent
+        # (the bridge never does both in one cycle).
+        crc_next = Signal(16)
+        m.d.comb += crc_next.eq(crc16_next(crc, Mux(tx.valid, tx.payload, byte)))
 
         idle = Signal(range(self._timeout + 1))
         with m.If(got):
@@ -214,7 +223,7 @@ class HostBridge(wiring.Component):
         m.d.comb += known.eq((cmd >= _CMD["reg_write"]) & (cmd <= _CMD["status"]))
 
         def take():
-            m.d.sync += crc.eq(crc16_next(crc, byte))
+            m.d.sync += crc.eq(crc_next)
 
         def timeout_to_respond():
             with m.If(timed_out & ~pending):
@@ -238,12 +247,13 @@ class HostBridge(wiring.Component):
                     timeout_to_respond()
             with m.State("DECODE"):
                 m.d.comb += self.active.eq(1)
-                end = Signal(33)
-                m.d.comb += end.eq(addr + length)
-                m.d.sync += [n.eq(0), ptr.eq(addr), left.eq(length), status.eq(_ST["ok"])]
+                last = Signal(pw)
+                m.d.comb += last.eq(addr[:aw] + length)
+                m.d.sync += [n.eq(0), ptr.eq(addr[:aw]), end.eq(last), status.eq(_ST["ok"]),
+                             crc_bad.eq(0)]
                 with m.If(~known):
                     m.d.sync += status.eq(_ST["bad_command"])
-                with m.Elif(is_mem & (end > self._mem_bytes)):
+                with m.Elif(is_mem & ((addr[aw:] != 0) | (last > self._mem_bytes))):
                     m.d.sync += status.eq(_ST["bad_address"])
                 with m.If(known & (cmd == _CMD["reg_write"])):
                     m.next = "REG_PAYLOAD"
@@ -262,32 +272,37 @@ class HostBridge(wiring.Component):
                 with m.Else():
                     timeout_to_respond()
             with m.State("MEM_PAYLOAD"):
-                m.d.comb += [rx.ready.eq(~pending & (left != 0)), self.active.eq(1),
+                # Without a byte pending, ptr counts the bytes taken.
+                m.d.comb += [rx.ready.eq(~pending & (ptr != end)), self.active.eq(1),
                              self.mem_req.eq(pending), self.mem_we.eq(1)]
                 with m.If(pending & self.mem_ack):
                     m.d.sync += [pending.eq(0), ptr.eq(ptr + 1)]
                 with m.If(got):
                     take()
                     # A BAD_ADDRESS frame is read to its end, nothing written.
-                    m.d.sync += [wbyte.eq(byte), pending.eq(status == _ST["ok"]),
-                                 left.eq(left - 1)]
-                with m.If((left == 0) & ~pending):
+                    m.d.sync += [data[:8].eq(byte), pending.eq(status == _ST["ok"])]
+                    with m.If(status != _ST["ok"]):
+                        m.d.sync += ptr.eq(ptr + 1)
+                with m.If((ptr == end) & ~pending):
                     m.d.sync += n.eq(0)
                     m.next = "CRC"
                 with m.Elif(~got):
                     timeout_to_respond()
             with m.State("CRC"):
+                # Each CRC byte is compared as it arrives, low byte first.
                 m.d.comb += [rx.ready.eq(1), self.active.eq(1)]
                 with m.If(got):
-                    m.d.sync += [crc_rx.eq(Cat(crc_rx[8:], byte)), n.eq(n + 1)]
+                    m.d.sync += n.eq(n + 1)
+                    with m.If(byte != crc.word_select(n[0], 8)):
+                        m.d.sync += crc_bad.eq(1)
                     with m.If(n == 1):
                         m.next = "CHECK"
                 with m.Else():
                     timeout_to_respond()
             with m.State("CHECK"):
                 m.d.comb += self.active.eq(1)
-                m.d.sync += [ptr.eq(addr), left.eq(length), n.eq(0)]
-                with m.If(crc_rx != crc):
+                m.d.sync += [ptr.eq(addr[:aw]), n.eq(0)]
+                with m.If(crc_bad):
                     m.d.sync += status.eq(_ST["bad_crc"])
                     m.next = "RESPOND"
                 with m.Elif(status != _ST["ok"]):
@@ -310,13 +325,12 @@ class HostBridge(wiring.Component):
             with m.State("T_STATUS"):
                 m.d.comb += [tx.valid.eq(1), tx.payload.eq(status), self.active.eq(1)]
                 with m.If(tx.ready):
-                    m.d.sync += [crc.eq(crc16_next(crc, status)), n.eq(0),
-                                 error.eq(status != _ST["ok"])]
+                    m.d.sync += [crc.eq(crc_next), n.eq(0), error.eq(status != _ST["ok"])]
                     with m.If(status != _ST["ok"]):
                         m.next = "T_CRC"
                     with m.Elif((cmd == _CMD["reg_read"]) | (cmd == _CMD["status"])):
                         m.next = "T_DATA"
-                    with m.Elif((cmd == _CMD["mem_read"]) & (left != 0)):
+                    with m.Elif((cmd == _CMD["mem_read"]) & (ptr != end)):
                         m.next = "T_MEM"
                     with m.Else():
                         m.next = "T_CRC"
@@ -325,8 +339,7 @@ class HostBridge(wiring.Component):
                 m.d.comb += [tx.valid.eq(1), tx.payload.eq(data[:8]), self.active.eq(1),
                              last.eq(n == Mux(cmd == _CMD["status"], 4, 3))]
                 with m.If(tx.ready):
-                    m.d.sync += [crc.eq(crc16_next(crc, data[:8])), data.eq(data >> 8),
-                                 n.eq(n + 1)]
+                    m.d.sync += [crc.eq(crc_next), data.eq(data >> 8), n.eq(n + 1)]
                     with m.If(last):
                         m.d.sync += n.eq(0)
                         m.next = "T_CRC"
@@ -336,13 +349,13 @@ class HostBridge(wiring.Component):
                     m.next = "T_MEM_DATA"
             with m.State("T_MEM_DATA"):
                 m.d.comb += self.active.eq(1)
-                m.d.sync += [tbyte.eq(self.mem_rdata), ptr.eq(ptr + 1), left.eq(left - 1)]
+                m.d.sync += [data[:8].eq(self.mem_rdata), ptr.eq(ptr + 1)]
                 m.next = "T_MEM_SEND"
             with m.State("T_MEM_SEND"):
-                m.d.comb += [tx.valid.eq(1), tx.payload.eq(tbyte), self.active.eq(1)]
+                m.d.comb += [tx.valid.eq(1), tx.payload.eq(data[:8]), self.active.eq(1)]
                 with m.If(tx.ready):
-                    m.d.sync += crc.eq(crc16_next(crc, tbyte))
-                    with m.If(left == 0):
+                    m.d.sync += crc.eq(crc_next)
+                    with m.If(ptr == end):
                         m.next = "T_CRC"
                     with m.Else():
                         m.next = "T_MEM"
