@@ -492,15 +492,19 @@ PRESETS: dict[str, tuple[Config, str]] = {
     "ulx3s": (
         dataclasses.replace(
             BASE, vector_lanes=2, ecp5_dsp=True),
-        # Measured with `intformer synth --preset ulx3s --target ecp5 --no-pnr`: 36.6k LUT
-        # (26.7k LUT4 plus carry and mux cells), 23.6k FF, 118 of 156 MULT18X18D (64 in
-        # the array, 16 each in the GEMM engine's and the requant unit's requantizers,
-        # 22 in the 2-lane vector units, whose GELU, Softmax, LayerNorm and residual
-        # share 8 per lane), 98 of 208 DP16KD. With 1 lane: 31.9k LUT, 110 MULT18X18D,
-        # 17,879 cycles per image. The 8x8 array runs the compiler's dataflow schedule.
-        "ECP5-85F (ULX3S) target: 8x8 array, every unit on 2 vector lanes; 36.6k LUT, "
-        "23.6k FF, 118 of 156 MULT18X18D, 98 of 208 DP16KD (synthesis); digits "
-        "transformer 13,031 cycles per image"),
+        # The default's memories (64 KiB scratchpad, 32 KiB accumulator) hold the digits
+        # model: 13,031 cycles per image, as with twice as much. ecp5_dsp puts the array
+        # in MULT18X18D with their registers (--block systolic 116 -> 155 MHz, cycles
+        # unchanged). Measured by `intformer board build ulx3s` (Yosys synth_ecp5), the
+        # board top with 64 KiB of board memory, the host bridge and the UART: 37.7k LUT,
+        # 23.5k FF, 118 of 156 MULT18X18D (64 in the array, 16 each in the GEMM engine's
+        # and the requant unit's requantizers, 22 in the 2-lane vector units, whose GELU,
+        # Softmax, LayerNorm and residual share 8 per lane), 116 of 208 DP16KD (52 the
+        # accelerator's; 98 with the 128/64 KiB memories it had). With 1 lane: 110
+        # MULT18X18D, 17,879 cycles per image. The 8x8 array runs the dataflow schedule.
+        "ECP5-85F (ULX3S) target: 8x8 array, every unit on 2 vector lanes, MULT18X18D "
+        "with registers; board top 37.7k LUT, 23.5k FF, 118 of 156 MULT18X18D, 116 of 208 "
+        "DP16KD (synthesis); digits transformer 13,031 cycles per image"),
     "arty_a7": (
         dataclasses.replace(
             BASE, spad_bytes=128 * 1024, acc_bytes=64 * 1024, vector_lanes=4),
