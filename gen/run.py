@@ -184,11 +184,12 @@ def record(manifest: dict, jobs: list) -> list[str]:
 def replay(manifest: dict, jobs: list, output: str) -> tuple[list, dict]:
     """The driver's results for ``jobs`` from a simulator's ``output``: a
     :class:`~intformer.sw.driver.RunResult` per job (``irq_cycles`` added) and
-    ``{"cycles", "seconds"}`` of the whole simulation."""
+    ``{"cycles", "seconds", "cpu_seconds"}`` of the whole simulation (``cpu_seconds``
+    None when the simulator does not report it)."""
     answers = [a for a in output.split("\n") if a]
     if not answers or not answers[-1].startswith("T "):
         raise UserError("simulator output is incomplete")
-    _, cycles, seconds = answers.pop().split()
+    _, cycles, seconds, *cpu = answers.pop().split()
     bus = ReplayBus(answers)
     results = []
     for k, (image, stream) in enumerate(jobs):
@@ -199,7 +200,8 @@ def replay(manifest: dict, jobs: list, output: str) -> tuple[list, dict]:
             raise UserError(f"image {k}: {e}") from e
         res.irq_cycles = bus.irq_cycles
         results.append(res)
-    return results, {"cycles": int(cycles, 16), "seconds": float(seconds)}
+    return results, {"cycles": int(cycles, 16), "seconds": float(seconds),
+                     "cpu_seconds": float(cpu[0]) if cpu else None}
 
 
 def run_images(binary: Path, manifest: dict, jobs: list, *, work: Path) -> tuple[list, dict]:
@@ -488,6 +490,11 @@ def run(args) -> int:
         "schedule": digits.progs[0][0].schedule,
         "sim": args.sim, "sim_cycles": sim["cycles"], "sim_seconds": sim["seconds"],
         "sim_cycles_per_second": sim["cycles"] / sim["seconds"] if sim["seconds"] else 0.0,
+        # CPU time as well as wall time: on a shared machine wall time says more about
+        # the other jobs than about the simulator.
+        "sim_cpu_seconds": sim["cpu_seconds"],
+        "sim_cycles_per_cpu_second": (sim["cycles"] / sim["cpu_seconds"]
+                                      if sim["cpu_seconds"] else None),
         "build_seconds": round(build_s, 1),
         "per_image": per_image,
     }
@@ -505,6 +512,8 @@ def run(args) -> int:
               f"GEMM-busy cycle; ragged tiles count as full rows)")
         print(f"time per phase      GEMM {p['gemm_busy']:.3f}, vector {p['vector_busy']:.3f}, "
               f"DMA/other {p['dma_other']:.3f}")
+        cpu = report["sim_cycles_per_cpu_second"]
         print(f"simulation          {report['sim_cycles']} cycles in "
-              f"{report['sim_seconds']:.2f} s = {report['sim_cycles_per_second']:.0f} cycles/s")
+              f"{report['sim_seconds']:.2f} s = {report['sim_cycles_per_second']:.0f} cycles/s"
+              + (f" ({cpu:.0f} per CPU second)" if cpu else ""))
     return 0 if report["bit_exact"] == n else 1

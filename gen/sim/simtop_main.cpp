@@ -12,8 +12,8 @@
 //   R offset          AXI4-Lite register read       -> "R value"
 //   I limit           clock until irq is high, at most limit cycles
 //                                                   -> "I cycles timed_out(0/1)"
-// At the end: "T total_cycles wall_seconds" (wall time of the whole script, file
-// parsing excluded).
+// At the end: "T total_cycles wall_seconds cpu_seconds" (wall and process CPU time
+// of the whole script, file parsing excluded).
 #include "Vtop.h"
 #include "verilated.h"
 
@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -172,6 +173,7 @@ int main(int argc, char** argv) {
     }
     top = new Vtop;
     auto t0 = std::chrono::steady_clock::now();
+    std::clock_t c0 = std::clock();
     // SimTop(power_on_reset=True) resets itself in its first cycles.
     top->clk = 0;
     top->eval();
@@ -205,7 +207,8 @@ int main(int argc, char** argv) {
         }
     }
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::fprintf(out, "T %llx %.6f\n", (unsigned long long)cycles, secs);
+    double cpu = double(std::clock() - c0) / CLOCKS_PER_SEC;
+    std::fprintf(out, "T %llx %.6f %.6f\n", (unsigned long long)cycles, secs, cpu);
     std::fclose(out);
     top->final();
     delete top;
