@@ -122,6 +122,13 @@ def emit_simtop(config, path: Path, *, mem_bytes: int) -> tuple[Path, dict]:
 #: the tests', which set it: the C++ compile is most of a build).
 BUILD_OPTS = {"speed": "OPT_FAST=-O2 OPT_SLOW=-O1",
               "quick": "OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0"}
+#: Verilator's name of :class:`~intformer.hw.simtop.AXIMemory`'s storage in the
+#: model (``FlatPorts`` instance ``inner``, its memory ``mem``), which
+#: ``simtop_main.cpp`` reads and writes directly; the configuration file keeps it
+#: public, so that Verilator neither renames nor optimises it away (the module is
+#: Yosys's ``\top.inner.mem``, which Verilator matches by its encoded name).
+MEM_ARRAY = "top__DOT__inner__DOT__mem__DOT__mem"
+MEM_VLT = '`verilator_config\npublic_flat_rw -module "top__02einner__02emem" -var "mem"\n'
 
 
 def _build_kind() -> str:
@@ -155,12 +162,17 @@ def build_verilator(config, *, mem_bytes: int, root: Path = BUILD_ROOT,
         If ``verilator`` is not installed or the build fails.
     """
     beat = config.axi_data_width // 8
+    path = root / _build_key(config, mem_bytes)
+    vlt = path / "simtop.vlt"
+
+    def emit(path: Path) -> tuple[Path, dict]:
+        vlt.write_text(MEM_VLT)
+        return emit_simtop(config, path, mem_bytes=mem_bytes)
     return build_model(
-        root / _build_key(config, mem_bytes),
-        emit=lambda path: emit_simtop(config, path, mem_bytes=mem_bytes),
-        main=TEMPLATE, binary="Vsim", cflags=f"-DBEAT_BYTES={beat}",
+        path, emit=emit, main=TEMPLATE, binary="Vsim",
+        cflags=f"-DBEAT_BYTES={beat} -DMEM_ARRAY={MEM_ARRAY}",
         makeflags=BUILD_OPTS[_build_kind()],
-        verilator_opts=("-O3", "--x-assign", "fast", "--x-initial", "fast"),
+        verilator_opts=("-O3", "--x-assign", "fast", "--x-initial", "fast", str(vlt.resolve())),
         what="the accelerator", hint=" (or use --sim icarus)", log=log)
 
 

@@ -69,6 +69,9 @@ def test_run_default(capsys):
     assert report["schedule"] == "dataflow"
     check_report(report, 2)
     assert 0 < report["sim_cpu_seconds"] and report["sim_cycles_per_cpu_second"] > 0
+    # Memory loads and reads take no clock cycles: all but a few register accesses'
+    # cycles are the accelerator's, from start to the interrupt.
+    assert report["sim_cycles"] < sum(r["irq_cycles"] for r in report["per_image"]) + 2 * 200
 
 
 @pytest.mark.slow
