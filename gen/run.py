@@ -119,8 +119,11 @@ def emit_simtop(config, path: Path, *, mem_bytes: int) -> tuple[Path, dict]:
 
 #: C++ optimisation of the Verilator model, by ``INTFORMER_RUN_BUILD``: ``speed`` (the
 #: default, for simulation speed) or ``quick`` (unoptimised, for short runs such as
-#: the tests', which set it: the C++ compile is most of a build).
-BUILD_OPTS = {"speed": "OPT_FAST=-O2 OPT_SLOW=-O1",
+#: the tests', which set it: the C++ compile is most of a build). ``speed`` leaves
+#: the code that runs once (construction, initial blocks: ``OPT_SLOW``) unoptimised:
+#: that saves a sixth of the build, and -O3, -Os or -march=native for the per-cycle
+#: code were no faster than -O2 (README, Simulation speed).
+BUILD_OPTS = {"speed": "OPT_FAST=-O2 OPT_SLOW=-O0",
               "quick": "OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0"}
 #: Verilator's name of :class:`~intformer.hw.simtop.AXIMemory`'s storage in the
 #: model (``FlatPorts`` instance ``inner``, its memory ``mem``), which
