@@ -68,6 +68,10 @@ def test_run_default(capsys):
     assert report["sim"] == "verilator"
     assert report["schedule"] == "dataflow"
     check_report(report, 2)
+    assert 0 < report["sim_cpu_seconds"] and report["sim_cycles_per_cpu_second"] > 0
+    # Memory loads and reads take no clock cycles: all but a few register accesses'
+    # cycles are the accelerator's, from start to the interrupt.
+    assert report["sim_cycles"] < sum(r["irq_cycles"] for r in report["per_image"]) + 2 * 200
 
 
 @pytest.mark.slow
@@ -83,10 +87,11 @@ def test_run_icarus(capsys):
 
 
 def test_replay_timeout():
-    """An image whose interrupt never came is a one-line error, not a traceback."""
+    """An image whose interrupt never came is a one-line error, not a traceback; the
+    final T line may carry CPU seconds after the wall seconds."""
     from intformer.gen.cli import UserError
     from intformer.gen.emit import manifest
-    from intformer.gen.run import _unused, replay
+    from intformer.gen.run import _unused, record, replay
     from intformer.hw.config import preset
     from intformer.hw.top import Accelerator
     accel = Accelerator(preset("tiny"))
@@ -96,3 +101,14 @@ def test_replay_timeout():
         replay(man, [(bytes(64), bytes(16))], "I 4c4b40 1\nT 4c4b40 0.5\n")
     with pytest.raises(UserError, match="simulator output is incomplete"):
         replay(man, [(bytes(64), bytes(16))], "I 10 0\n")
+    # CPU seconds when the simulator reports them (the Verilator main), else None.
+    jobs = [(bytes(64), bytes(16))]
+    answers = []
+    for line in record(man, jobs):
+        op, *args = line.split()
+        answers.append({"R": "R 0", "I": "I 10 0",
+                        "D": "D " + "00" * int(args[-1], 16)}.get(op))
+    out = "\n".join(a for a in answers if a) + "\n"
+    for tail, cpu in (("T 20 0.5 0.25\n", 0.25), ("T 20 0.5\n", None)):
+        _, sim = replay(man, jobs, out + tail)
+        assert sim == {"cycles": 32, "seconds": 0.5, "cpu_seconds": cpu}
