@@ -373,18 +373,22 @@ class LayerNorm(wiring.Component):
             y = Signal(signed(8), name=f"y{lane}")
             t0, t3, t4 = tags[0], tags[3], tags[4]
             recip = tags[1].row.recip
+            # Outside If(advance): see Gelu.
+            prod_d = multiply(m, port(1, lane), t0.row.row.n, rd.data[lane])
+            prod_dr = multiply(m, port(2, lane), d, recip[:RECIP_BITS + 1])
+            # z never saturates (see zw), so the shifter produces only the window.
+            rs_z = round_saturate(m, dr, zshift, zw, name=f"rs_z{lane}")
+            prod_q = multiply(m, port(3, lane), z, t3.gb.gamma[lane])
+            rs_y = round_saturate(m, q, c.shift, 8, name=f"rs_y{lane}")
             with m.If(advance):
                 m.d.sync += [
-                    d.eq(multiply(m, port(1, lane), t0.row.row.n, rd.data[lane]) - t0.row.row.s1),
+                    d.eq(prod_d - t0.row.row.s1),
                     # 2**RECIP_BITS < R <= 2**(RECIP_BITS + 1): the top bit is set only
                     # for R = 2**(RECIP_BITS + 1), so the multiplier takes the low bits.
-                    dr.eq(Mux(recip[RECIP_BITS + 1], d << (RECIP_BITS + 1),
-                              multiply(m, port(2, lane), d, recip[:RECIP_BITS + 1]))),
-                    # z never saturates (see zw), so the shifter produces only the window.
-                    z.eq(round_saturate(m, dr, zshift, zw, name=f"rs_z{lane}")),
-                    q.eq(multiply(m, port(3, lane), z, t3.gb.gamma[lane]) + t3.gb.beta[lane]),
-                    y.eq(Mux(t4.last & (lane >= t4.row.row.count), 0,
-                             round_saturate(m, q, c.shift, 8, name=f"rs_y{lane}"))),
+                    dr.eq(Mux(recip[RECIP_BITS + 1], d << (RECIP_BITS + 1), prod_dr)),
+                    z.eq(rs_z),
+                    q.eq(prod_q + t3.gb.beta[lane]),
+                    y.eq(Mux(t4.last & (lane >= t4.row.row.count), 0, rs_y)),
                 ]
             m.d.comb += self.o.payload.data[lane].eq(y)
         t_last = tags[-1]

@@ -132,10 +132,13 @@ class ResidualAdd(wiring.Component):
             y = Signal(signed(8), name=f"y{lane}")
             ports = [getattr(self, f"mul{k}")[lane] if self._shared_mul else None
                      for k in range(2)]
+            # Outside If(advance): see Gelu.
+            prod_a = multiply(m, ports[0], self.i.payload.data[lane], c.mult_a)
+            prod_b = multiply(m, ports[1], self.i.payload.b[lane], c.mult_b)
             with m.If(advance):
                 m.d.sync += [
-                    pa.eq(multiply(m, ports[0], self.i.payload.data[lane], c.mult_a)),
-                    pb.eq(multiply(m, ports[1], self.i.payload.b[lane], c.mult_b)),
+                    pa.eq(prod_a),
+                    pb.eq(prod_b),
                     total.eq(pa + pb),
                     y.eq(Mux(lane < count[1], saturate(round_shift(total, c.shift), 8), 0)),
                 ]

@@ -52,12 +52,15 @@ def _iexp(m, en, x, mx, c, width, name, ports=(None, None)):
     f = t[:EXP_FRAC]
     diff = Signal(signed(16), name=f"{name}_diff")
     m.d.comb += diff.eq(c.poly_b - f)
+    # Outside If(en): see Gelu.
+    prod_p = multiply(m, ports[0], d, c.in_mult)
+    prod_sq = multiply(m, ports[1], diff, diff)
     with m.If(en):
         m.d.sync += [
             d.eq(mx - x),
-            p.eq(multiply(m, ports[0], d, c.in_mult)),
+            p.eq(prod_p),
             t.eq(shifted),
-            sq.eq(multiply(m, ports[1], diff, diff)),
+            sq.eq(prod_sq),
             z.eq(t >> EXP_FRAC),
             # The constant part of the shift first: a 5-bit shifter on 16 bits
             # instead of a 6-bit one on 31 (floor of a floor is the floor).
@@ -404,9 +407,11 @@ class Softmax(wiring.Component):
             # prod >= 0: saturating to 8 signed bits is min(., 127).
             rounded = round_saturate(m, Cat(prod, Const(0, 1)).as_signed(), shift, OUT_FRAC + 1,
                                      name=f"rs_y{lane}")
+            # Outside If(advance): see Gelu.
+            product = multiply(m, port(2, lane), rd_out.data[lane], t_exp.row.recip)
             with m.If(advance):
                 m.d.sync += [
-                    prod.eq(multiply(m, port(2, lane), rd_out.data[lane], t_exp.row.recip)),
+                    prod.eq(product),
                     y.eq(Mux(t_prod.last & (lane >= t_prod.row.row.count), 0,
                              rounded)),
                 ]
