@@ -8,7 +8,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .vecmul import mul_members, multiply
-from .vector import VectorLayout, check_int, round_shift, saturate
+from .vector import VectorLayout, check_int, round_saturate
 
 __all__ = ["ResidualConsts", "ResidualAdd"]
 
@@ -135,12 +135,13 @@ class ResidualAdd(wiring.Component):
             # Outside If(advance): see Gelu.
             prod_a = multiply(m, ports[0], self.i.payload.data[lane], c.mult_a)
             prod_b = multiply(m, ports[1], self.i.payload.b[lane], c.mult_b)
+            rs_y = round_saturate(m, total, c.shift, 8, name=f"rs_y{lane}")
             with m.If(advance):
                 m.d.sync += [
                     pa.eq(prod_a),
                     pb.eq(prod_b),
                     total.eq(pa + pb),
-                    y.eq(Mux(lane < count[1], saturate(round_shift(total, c.shift), 8), 0)),
+                    y.eq(Mux(lane < count[1], rs_y, 0)),
                 ]
             m.d.comb += self.o.payload.data[lane].eq(y)
         return m
