@@ -199,7 +199,7 @@ class Softmax(wiring.Component):
         """Cycles from the first input beat of a ``length``-element row to its first
         output beat, on an idle unit without stalls."""
         beats = -(-length // self._lanes)
-        return 2 * beats + self.divider_latency + 15
+        return 2 * beats + self.divider_latency + 16
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -371,8 +371,10 @@ class Softmax(wiring.Component):
             recips.w_data.eq(recip_desc), recips.w_en.eq(d_valid[-1]),
         ]
 
-        # Pass 3: stored i-exp values times the reciprocal, out
-        stages = 3
+        # Pass 3: stored i-exp values times the reciprocal, out. The read data is
+        # registered before the multiplier: a block RAM's output is slow (5.8 ns
+        # clock-to-out on an ECP5 DP16KD without its output register).
+        stages = 4
         valid = Signal(stages)
         advance = Signal()
         m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.o.valid.eq(valid[-1])]
@@ -398,19 +400,21 @@ class Softmax(wiring.Component):
             m.d.sync += valid.eq(Cat(o_issue, valid[:-1]))
             m.d.sync += [o_tags[0].last.eq(o_issue_last), o_tags[0].row.eq(o_row)]
             m.d.sync += [o_tags[k].eq(o_tags[k - 1]) for k in range(1, stages)]
-        t_exp, t_prod = o_tags[0], o_tags[1]
+        t_exp, t_prod = o_tags[1], o_tags[2]
         shift = Signal(unsigned(7))
         m.d.comb += shift.eq(t_prod.row.k + (RECIP_BITS - OUT_FRAC))
         for lane in range(lanes):
+            exp = Signal(unsigned(16), name=f"exp{lane}")
             prod = Signal(unsigned(16 + qw), name=f"prod{lane}")
             y = Signal(signed(8), name=f"y{lane}")
             # prod >= 0: saturating to 8 signed bits is min(., 127).
             rounded = round_saturate(m, Cat(prod, Const(0, 1)).as_signed(), shift, OUT_FRAC + 1,
                                      name=f"rs_y{lane}")
             # Outside If(advance): see Gelu.
-            product = multiply(m, port(2, lane), rd_out.data[lane], t_exp.row.recip)
+            product = multiply(m, port(2, lane), exp, t_exp.row.recip)
             with m.If(advance):
                 m.d.sync += [
+                    exp.eq(rd_out.data[lane]),
                     prod.eq(product),
                     y.eq(Mux(t_prod.last & (lane >= t_prod.row.row.count), 0,
                              rounded)),
