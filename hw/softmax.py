@@ -199,7 +199,7 @@ class Softmax(wiring.Component):
         """Cycles from the first input beat of a ``length``-element row to its first
         output beat, on an idle unit without stalls."""
         beats = -(-length // self._lanes)
-        return 2 * beats + self.divider_latency + 16
+        return 2 * beats + self.divider_latency + 17
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -340,14 +340,19 @@ class Softmax(wiring.Component):
             m.d.sync += acc.eq(total)
 
         # Normalise the sum to sw bits (k = its bit length), then 2**(sw + 16) / it.
+        # The row's sum is registered first: the adder, the search for its leading
+        # one and the shifter together take two cycles' worth of logic.
+        row_sum = Signal(unsigned(sw))
+        r_tag = Signal(data.StructLayout({"valid": 1, "row": desc1}))
+        m.d.sync += [row_sum.eq(total), r_tag.valid.eq(t7.valid & t7.last), r_tag.row.eq(t7.row)]
         k = Signal(unsigned(kw))
         for bit in range(sw):
-            with m.If(total[bit]):
+            with m.If(row_sum[bit]):
                 m.d.comb += k.eq(bit + 1)
         norm = Signal(unsigned(sw))
         n_tag = Signal(data.StructLayout({"valid": 1, "row": desc1, "k": unsigned(kw)}))
-        m.d.sync += [norm.eq((total << (sw - k).as_unsigned()[:kw])[:sw]),
-                     n_tag.valid.eq(t7.valid & t7.last), n_tag.row.eq(t7.row), n_tag.k.eq(k)]
+        m.d.sync += [norm.eq((row_sum << (sw - k).as_unsigned()[:kw])[:sw]),
+                     n_tag.valid.eq(r_tag.valid), n_tag.row.eq(r_tag.row), n_tag.k.eq(k)]
         m.submodules.divider = divider = PipelinedDivider(sw + RECIP_BITS + 1, den_width=sw,
                                                           quotient_width=qw)
         m.d.comb += [divider.en.eq(1), divider.num.eq(1 << (sw + RECIP_BITS)),
