@@ -364,8 +364,10 @@ class LayerNorm(wiring.Component):
             m.d.sync += [tags[0].last.eq(o_issue_last), tags[0].row.eq(o_row),
                          tags[0].gb.eq(self.gb.payload)]
             m.d.sync += [tags[k].eq(tags[k - 1]) for k in range(1, stages)]
+        # z's shift, registered beside the stage it is used in (tags[3]).
         zshift = Signal(unsigned(5))
-        m.d.comb += zshift.eq(Mux(tags[3].row.j > ZSHIFT, 0, ZSHIFT - tags[3].row.j))
+        with m.If(advance):
+            m.d.sync += zshift.eq(Mux(tags[2].row.j > ZSHIFT, 0, ZSHIFT - tags[2].row.j))
         dw, zw = self._dz_widths   # see there
         for lane in range(lanes):
             x = Signal(signed(w), name=f"x{lane}")
