@@ -73,7 +73,7 @@ def saturate(value: Value, bits: int) -> Value:
 
 
 def round_saturate(m: Module, value: Value, shift: Value, bits: int, *,
-                   name: str = "rs") -> Signal:
+                   name: str = "rs", en: Value | None = None) -> Signal:
     """``saturate(round_shift(value, shift), bits)`` with a narrow shifter and no
     carry chain as wide as ``value``: a signed ``bits``-bit signal driven
     combinationally in ``m``.
@@ -89,6 +89,10 @@ def round_saturate(m: Module, value: Value, shift: Value, bits: int, *,
     beyond the output range (or on ``-2**(bits - 1)``); otherwise ``|t| <= 2**bits +
     1`` fits the window. The comparisons of ``shift`` with constants are the same
     cells in every lane, so lanes that share a shift share them.
+
+    With ``en``, the result comes one cycle later, in two stages: the shifter and
+    the overflow and carry tests load registers in ``m.d.sync`` when ``en`` is high,
+    and the rounding adder and the saturation read those registers.
     """
     value = value.as_signed()
     vw = len(value)
@@ -103,18 +107,32 @@ def round_saturate(m: Module, value: Value, shift: Value, bits: int, *,
     out = Signal(signed(bits), name=name)
     sign = value[-1]
     lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    carry = Signal(name=f"{name}_c")
     m.d.comb += [
         doubled.eq(Cat(Const(0, 1), value)),
         mag.eq(value ^ sign.replicate(vw)),
         # Bit j of 2 value is shifted out when shift > j.
         low_zero.eq(~Cat(doubled[j] & (shift > j) for j in range(1, vw + 1)).any()),
+        carry.eq(~sign | ~low_zero),
+    ]
+    stage = [
         # Bit j of m is bit j + 1 of 2 m, at or above 2**bits after the shift
         # when shift <= j + 1 - bits.
         overflow.eq(Cat(mag[j] & (shift <= j + 1 - bits)
                         for j in range(max(0, bits - 1), vw)).any()),
         window.eq((doubled >> shift)[:bits + 2]),
-        rounded.eq((window + (~sign | ~low_zero)) >> 1),
-        out.eq(Mux(overflow, Mux(sign, lo, hi), saturate(rounded, bits))),
+    ]
+    if en is None:
+        m.d.comb += stage
+        negative, round_up = sign, carry
+    else:
+        negative = Signal(name=f"{name}_neg")
+        round_up = Signal(name=f"{name}_up")
+        with m.If(en):
+            m.d.sync += [*stage, negative.eq(sign), round_up.eq(carry)]
+    m.d.comb += [
+        rounded.eq((window + round_up) >> 1),
+        out.eq(Mux(overflow, Mux(negative, lo, hi), saturate(rounded, bits))),
     ]
     return out
 

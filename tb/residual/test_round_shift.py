@@ -77,7 +77,8 @@ def test_round_saturate_matches_golden():
 def test_round_saturate_wide_matches_golden():
     """A 40-bit value (as GELU's and LayerNorm's products are wide) into 8 bits, every
     shift up to 63, on random values and on each side of every power of two, where
-    the overflow test and the rounding carry change."""
+    the overflow test and the rounding carry change; combinational and in two
+    stages (``en``), whose result comes one clock later."""
     from amaranth.hdl import Module, Signal, signed, unsigned
     from amaranth.sim import Simulator
 
@@ -89,8 +90,10 @@ def test_round_saturate_wide_matches_golden():
     value = Signal(signed(width))
     shift = Signal(unsigned(6))
     out = Signal(signed(bits))
+    staged = Signal(signed(bits))
     m = Module()
-    m.d.comb += out.eq(round_saturate(m, value, shift, bits))
+    m.d.comb += [out.eq(round_saturate(m, value, shift, bits)),
+                 staged.eq(round_saturate(m, value, shift, bits, name="rs2", en=1))]
     rng = np.random.default_rng(13)
     edges = [sign * ((1 << k) + d) for k in range(width - 1) for d in (-2, -1, 0, 1)
              for sign in (1, -1)]
@@ -98,7 +101,7 @@ def test_round_saturate_wide_matches_golden():
                               *rng.integers(-(1 << (width - 1)), 1 << (width - 1), 200)}),
                       dtype=np.int64)
     values = values[(values >= -(1 << (width - 1))) & (values < (1 << (width - 1)))]
-    got = {}
+    got, got_staged = {}, {}
 
     async def bench(ctx):
         for s in range(64):
@@ -106,10 +109,14 @@ def test_round_saturate_wide_matches_golden():
             for v in values:
                 ctx.set(value, int(v))
                 got[int(v), s] = ctx.get(out)
+                await ctx.tick()
+                got_staged[int(v), s] = ctx.get(staged)
 
     sim = Simulator(m)
+    sim.add_clock(1e-6)
     sim.add_testbench(bench)
     sim.run()
     for s in range(64):
-        want = golden_saturate(golden_round_shift(values, s), bits)
-        assert [got[int(v), s] for v in values] == list(want), f"shift {s}"
+        want = list(golden_saturate(golden_round_shift(values, s), bits))
+        assert [got[int(v), s] for v in values] == want, f"shift {s}"
+        assert [got_staged[int(v), s] for v in values] == want, f"shift {s}, two stages"
