@@ -45,8 +45,9 @@ class Gelu(wiring.Component):
 
     Computes exactly :func:`intformer.sw.golden.gelu` (see its numeric contract)
     in :attr:`latency` register stages: input multiply; rounding shift and
-    saturation to the 18-bit fixed point ``u``; clipping; square; i-erf
-    polynomial; ``u * h``; output multiply; rounding shift and saturation.
+    saturation to the 18-bit fixed point ``u`` (two stages); clipping; square;
+    i-erf polynomial; ``u * h``; output multiply; rounding shift and saturation
+    (two stages).
     One beat per cycle; the pipeline stalls as a whole when the output is not
     ready, so ``i.ready`` follows ``o.ready`` once the pipeline is full.
 
@@ -113,7 +114,7 @@ class Gelu(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from an accepted input beat to its output beat, without stalls."""
-        return 8
+        return 10
 
     @property
     def mul_widths(self) -> list[tuple[int, int]]:
@@ -171,21 +172,29 @@ class Gelu(wiring.Component):
             mag = Mux(u1 < 0, -u1, u1)
             ports = [getattr(self, f"mul{k}")[lane] if self._shared_mul else None
                      for k in range(4)]
+            # The combinational parts are made outside ``If(advance)``: signals driven
+            # under a condition are emitted as ``always @*`` blocks, which Icarus does
+            # not run at time 0, so one whose inputs never change would stay X.
+            prod1 = multiply(m, ports[0], self.i.payload.data[lane], c.in_mult)
+            rs_u = round_saturate(m, p1, c.in_shift, ub, name=f"rs_u{lane}", en=advance)
+            prod3 = multiply(m, ports[1], d2, d2)
+            prod5 = multiply(m, ports[2], u4, h4)
+            prod6 = multiply(m, ports[3], p5, c.out_mult)
+            rs_y = round_saturate(m, p6, c.out_shift, 8, name=f"rs_y{lane}", en=advance)
             with m.If(advance):
                 m.d.sync += [
-                    p1.eq(multiply(m, ports[0], self.i.payload.data[lane], c.in_mult)),
-                    u1.eq(round_saturate(m, p1, c.in_shift, ub, name=f"rs_u{lane}")),
+                    p1.eq(prod1),
+                    u1.eq(rs_u),
                     u2.eq(u1),
                     # -d = clip - min(|u|, clip), unsigned: the square is the same.
                     d2.eq(Mux(mag < clip, clip - mag, 0)),
                     u3.eq(u2),
-                    dsq3.eq(multiply(m, ports[1], d2, d2)),
+                    dsq3.eq(prod3),
                     u4.eq(u3),
                     h4.eq(Mux(u3 < 0, dsq3, poly2 - dsq3)),
-                    p5.eq(multiply(m, ports[2], u4, h4)),
-                    p6.eq(multiply(m, ports[3], p5, c.out_mult)),
-                    y.eq(Mux(lane < count[-2], round_saturate(m, p6, c.out_shift, 8,
-                                                               name=f"rs_y{lane}"), 0)),
+                    p5.eq(prod5),
+                    p6.eq(prod6),
+                    y.eq(Mux(lane < count[-2], rs_y, 0)),
                 ]
             m.d.comb += self.o.payload.data[lane].eq(y)
         return m

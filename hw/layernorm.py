@@ -195,7 +195,7 @@ class LayerNorm(wiring.Component):
     def latency(self, length: int) -> int:
         """Cycles from the first input beat of a ``length``-element row to its first
         output beat, on an idle unit with ``gb`` ready and no stalls."""
-        return -(-length // self._lanes) + self.stats_latency + 9
+        return -(-length // self._lanes) + self.stats_latency + 10
 
     @property
     def buffer_beats(self) -> int:
@@ -334,8 +334,10 @@ class LayerNorm(wiring.Component):
                      out_desc.recip.eq(divider.quotient), pending.r_en.eq(chain_valid[-1]),
                      rows.w_data.eq(out_desc), rows.w_en.eq(chain_valid[-1])]
 
-        # Pass 2: normalise, gamma/beta, out
-        stages = 6
+        # Pass 2: normalise, gamma/beta, out. The read data is registered before the
+        # multiplier: a block RAM's output is slow (5.8 ns clock-to-out on an ECP5
+        # DP16KD without its output register).
+        stages = 7
         valid = Signal(stages)
         advance = Signal()
         m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.o.valid.eq(valid[-1])]
@@ -362,29 +364,37 @@ class LayerNorm(wiring.Component):
             m.d.sync += [tags[0].last.eq(o_issue_last), tags[0].row.eq(o_row),
                          tags[0].gb.eq(self.gb.payload)]
             m.d.sync += [tags[k].eq(tags[k - 1]) for k in range(1, stages)]
+        # z's shift, registered beside the stage it is used in (tags[3]).
         zshift = Signal(unsigned(5))
-        m.d.comb += zshift.eq(Mux(tags[2].row.j > ZSHIFT, 0, ZSHIFT - tags[2].row.j))
+        with m.If(advance):
+            m.d.sync += zshift.eq(Mux(tags[2].row.j > ZSHIFT, 0, ZSHIFT - tags[2].row.j))
         dw, zw = self._dz_widths   # see there
         for lane in range(lanes):
+            x = Signal(signed(w), name=f"x{lane}")
             d = Signal(signed(dw), name=f"d{lane}")
             dr = Signal(signed(dw + RECIP_BITS + 3), name=f"dr{lane}")
             z = Signal(signed(zw), name=f"z{lane}")
             q = Signal(signed(zw + GAMMA_BITS + 2), name=f"q{lane}")
             y = Signal(signed(8), name=f"y{lane}")
-            t0, t3, t4 = tags[0], tags[3], tags[4]
-            recip = tags[1].row.recip
+            t1, t4, t5 = tags[1], tags[4], tags[5]
+            recip = tags[2].row.recip
+            # Outside If(advance): see Gelu.
+            prod_d = multiply(m, port(1, lane), t1.row.row.n, x)
+            prod_dr = multiply(m, port(2, lane), d, recip[:RECIP_BITS + 1])
+            # z never saturates (see zw), so the shifter produces only the window.
+            rs_z = round_saturate(m, dr, zshift, zw, name=f"rs_z{lane}")
+            prod_q = multiply(m, port(3, lane), z, t4.gb.gamma[lane])
+            rs_y = round_saturate(m, q, c.shift, 8, name=f"rs_y{lane}")
             with m.If(advance):
                 m.d.sync += [
-                    d.eq(multiply(m, port(1, lane), t0.row.row.n, rd.data[lane]) - t0.row.row.s1),
+                    x.eq(rd.data[lane]),
+                    d.eq(prod_d - t1.row.row.s1),
                     # 2**RECIP_BITS < R <= 2**(RECIP_BITS + 1): the top bit is set only
                     # for R = 2**(RECIP_BITS + 1), so the multiplier takes the low bits.
-                    dr.eq(Mux(recip[RECIP_BITS + 1], d << (RECIP_BITS + 1),
-                              multiply(m, port(2, lane), d, recip[:RECIP_BITS + 1]))),
-                    # z never saturates (see zw), so the shifter produces only the window.
-                    z.eq(round_saturate(m, dr, zshift, zw, name=f"rs_z{lane}")),
-                    q.eq(multiply(m, port(3, lane), z, t3.gb.gamma[lane]) + t3.gb.beta[lane]),
-                    y.eq(Mux(t4.last & (lane >= t4.row.row.count), 0,
-                             round_saturate(m, q, c.shift, 8, name=f"rs_y{lane}"))),
+                    dr.eq(Mux(recip[RECIP_BITS + 1], d << (RECIP_BITS + 1), prod_dr)),
+                    z.eq(rs_z),
+                    q.eq(prod_q + t4.gb.beta[lane]),
+                    y.eq(Mux(t5.last & (lane >= t5.row.row.count), 0, rs_y)),
                 ]
             m.d.comb += self.o.payload.data[lane].eq(y)
         t_last = tags[-1]

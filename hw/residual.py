@@ -8,7 +8,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .vecmul import mul_members, multiply
-from .vector import VectorLayout, check_int, round_shift, saturate
+from .vector import VectorLayout, check_int, round_saturate
 
 __all__ = ["ResidualConsts", "ResidualAdd"]
 
@@ -33,8 +33,8 @@ class ResidualAdd(wiring.Component):
     """``saturate(round_shift(a * mult_a + b * mult_b, shift))`` on ``lanes`` pairs
     per cycle.
 
-    Three register stages (the two products; their sum; rounding shift and
-    saturation), one beat per cycle; the pipeline stalls as a whole when the
+    Four register stages (the two products; their sum; the rounding shifter; the
+    rounding and saturation), one beat per cycle; the pipeline stalls as a whole when the
     output is not ready. The operands travel in one beat: ``data`` is ``a``,
     ``b`` the other addend; ``count`` and ``last`` pass through, lanes at or
     above ``count`` give 0.
@@ -98,7 +98,7 @@ class ResidualAdd(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from an accepted input beat to its output beat, without stalls."""
-        return 3
+        return 4
 
     @property
     def throughput(self) -> int:
@@ -132,12 +132,16 @@ class ResidualAdd(wiring.Component):
             y = Signal(signed(8), name=f"y{lane}")
             ports = [getattr(self, f"mul{k}")[lane] if self._shared_mul else None
                      for k in range(2)]
+            # Outside If(advance): see Gelu.
+            prod_a = multiply(m, ports[0], self.i.payload.data[lane], c.mult_a)
+            prod_b = multiply(m, ports[1], self.i.payload.b[lane], c.mult_b)
+            rs_y = round_saturate(m, total, c.shift, 8, name=f"rs_y{lane}", en=advance)
             with m.If(advance):
                 m.d.sync += [
-                    pa.eq(multiply(m, ports[0], self.i.payload.data[lane], c.mult_a)),
-                    pb.eq(multiply(m, ports[1], self.i.payload.b[lane], c.mult_b)),
+                    pa.eq(prod_a),
+                    pb.eq(prod_b),
                     total.eq(pa + pb),
-                    y.eq(Mux(lane < count[1], saturate(round_shift(total, c.shift), 8), 0)),
+                    y.eq(Mux(lane < count[2], rs_y, 0)),
                 ]
             m.d.comb += self.o.payload.data[lane].eq(y)
         return m

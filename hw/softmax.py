@@ -52,12 +52,15 @@ def _iexp(m, en, x, mx, c, width, name, ports=(None, None)):
     f = t[:EXP_FRAC]
     diff = Signal(signed(16), name=f"{name}_diff")
     m.d.comb += diff.eq(c.poly_b - f)
+    # Outside If(en): see Gelu.
+    prod_p = multiply(m, ports[0], d, c.in_mult)
+    prod_sq = multiply(m, ports[1], diff, diff)
     with m.If(en):
         m.d.sync += [
             d.eq(mx - x),
-            p.eq(multiply(m, ports[0], d, c.in_mult)),
+            p.eq(prod_p),
             t.eq(shifted),
-            sq.eq(multiply(m, ports[1], diff, diff)),
+            sq.eq(prod_sq),
             z.eq(t >> EXP_FRAC),
             # The constant part of the shift first: a 5-bit shifter on 16 bits
             # instead of a 6-bit one on 31 (floor of a floor is the floor).
@@ -196,7 +199,7 @@ class Softmax(wiring.Component):
         """Cycles from the first input beat of a ``length``-element row to its first
         output beat, on an idle unit without stalls."""
         beats = -(-length // self._lanes)
-        return 2 * beats + self.divider_latency + 15
+        return 2 * beats + self.divider_latency + 17
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -337,14 +340,19 @@ class Softmax(wiring.Component):
             m.d.sync += acc.eq(total)
 
         # Normalise the sum to sw bits (k = its bit length), then 2**(sw + 16) / it.
+        # The row's sum is registered first: the adder, the search for its leading
+        # one and the shifter together take two cycles' worth of logic.
+        row_sum = Signal(unsigned(sw))
+        r_tag = Signal(data.StructLayout({"valid": 1, "row": desc1}))
+        m.d.sync += [row_sum.eq(total), r_tag.valid.eq(t7.valid & t7.last), r_tag.row.eq(t7.row)]
         k = Signal(unsigned(kw))
         for bit in range(sw):
-            with m.If(total[bit]):
+            with m.If(row_sum[bit]):
                 m.d.comb += k.eq(bit + 1)
         norm = Signal(unsigned(sw))
         n_tag = Signal(data.StructLayout({"valid": 1, "row": desc1, "k": unsigned(kw)}))
-        m.d.sync += [norm.eq((total << (sw - k).as_unsigned()[:kw])[:sw]),
-                     n_tag.valid.eq(t7.valid & t7.last), n_tag.row.eq(t7.row), n_tag.k.eq(k)]
+        m.d.sync += [norm.eq((row_sum << (sw - k).as_unsigned()[:kw])[:sw]),
+                     n_tag.valid.eq(r_tag.valid), n_tag.row.eq(r_tag.row), n_tag.k.eq(k)]
         m.submodules.divider = divider = PipelinedDivider(sw + RECIP_BITS + 1, den_width=sw,
                                                           quotient_width=qw)
         m.d.comb += [divider.en.eq(1), divider.num.eq(1 << (sw + RECIP_BITS)),
@@ -368,8 +376,10 @@ class Softmax(wiring.Component):
             recips.w_data.eq(recip_desc), recips.w_en.eq(d_valid[-1]),
         ]
 
-        # Pass 3: stored i-exp values times the reciprocal, out
-        stages = 3
+        # Pass 3: stored i-exp values times the reciprocal, out. The read data is
+        # registered before the multiplier: a block RAM's output is slow (5.8 ns
+        # clock-to-out on an ECP5 DP16KD without its output register).
+        stages = 4
         valid = Signal(stages)
         advance = Signal()
         m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.o.valid.eq(valid[-1])]
@@ -395,18 +405,22 @@ class Softmax(wiring.Component):
             m.d.sync += valid.eq(Cat(o_issue, valid[:-1]))
             m.d.sync += [o_tags[0].last.eq(o_issue_last), o_tags[0].row.eq(o_row)]
             m.d.sync += [o_tags[k].eq(o_tags[k - 1]) for k in range(1, stages)]
-        t_exp, t_prod = o_tags[0], o_tags[1]
+        t_exp, t_prod = o_tags[1], o_tags[2]
         shift = Signal(unsigned(7))
         m.d.comb += shift.eq(t_prod.row.k + (RECIP_BITS - OUT_FRAC))
         for lane in range(lanes):
+            exp = Signal(unsigned(16), name=f"exp{lane}")
             prod = Signal(unsigned(16 + qw), name=f"prod{lane}")
             y = Signal(signed(8), name=f"y{lane}")
             # prod >= 0: saturating to 8 signed bits is min(., 127).
             rounded = round_saturate(m, Cat(prod, Const(0, 1)).as_signed(), shift, OUT_FRAC + 1,
                                      name=f"rs_y{lane}")
+            # Outside If(advance): see Gelu.
+            product = multiply(m, port(2, lane), exp, t_exp.row.recip)
             with m.If(advance):
                 m.d.sync += [
-                    prod.eq(multiply(m, port(2, lane), rd_out.data[lane], t_exp.row.recip)),
+                    exp.eq(rd_out.data[lane]),
+                    prod.eq(product),
                     y.eq(Mux(t_prod.last & (lane >= t_prod.row.row.count), 0,
                              rounded)),
                 ]

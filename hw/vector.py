@@ -73,35 +73,66 @@ def saturate(value: Value, bits: int) -> Value:
 
 
 def round_saturate(m: Module, value: Value, shift: Value, bits: int, *,
-                   name: str = "rs") -> Signal:
-    """``saturate(round_shift(value, shift), bits)`` with a narrow shifter: a
-    signed ``bits``-bit signal driven combinationally in ``m``.
+                   name: str = "rs", en: Value | None = None) -> Signal:
+    """``saturate(round_shift(value, shift), bits)`` with a narrow shifter and no
+    carry chain as wide as ``value``: a signed ``bits``-bit signal driven
+    combinationally in ``m``.
 
     ``t = (2 value - [value < 0]) >> shift`` is the result in halves: ``(t + 1) >> 1``
     is the golden rounding (ties away from zero, ``value`` itself for a zero
-    shift). Only ``t``'s low ``bits + 2`` bits matter when ``t`` fits them; when it
-    does not, the output saturates by ``t``'s sign. So the barrel shifter produces
-    ``bits + 2`` bits instead of the whole product, and a separate test (bit ``j``
-    of ``|t|`` shows at or above the window when ``shift <= j - bits - 1``) finds
-    overflow. The comparisons of ``shift`` with constants are the same cells in
-    every lane, so lanes that share a shift share them.
+    shift). ``t = ((2 value) >> shift) - c`` with ``c = 1`` for a negative value
+    whose ``shift`` low bits of ``2 value`` are 0, so ``(t + 1) >> 1`` is the low
+    ``bits + 2`` bits of ``(2 value) >> shift`` plus the carry ``1 - c``, then halved:
+    one narrow adder. The output saturates without looking at that window when
+    ``m = value ^ sign`` (``|value|`` or ``|value| - 1``, no subtraction) has
+    ``2 m >> shift >= 2**bits``: then ``t >= 2**bits`` or ``t <= -2**bits - 1``, both
+    beyond the output range (or on ``-2**(bits - 1)``); otherwise ``|t| <= 2**bits +
+    1`` fits the window. The comparisons of ``shift`` with constants are the same
+    cells in every lane, so lanes that share a shift share them.
+
+    With ``en``, the result comes one cycle later, in two stages: the shifter and
+    the overflow and carry tests load registers in ``m.d.sync`` when ``en`` is high,
+    and the rounding adder and the saturation read those registers.
     """
     value = value.as_signed()
-    width = len(value) + 2
+    vw = len(value)
     # Named signals: an expression used several times would be emitted again
     # for every use.
-    x = Signal(signed(width), name=f"{name}_x")
-    mag = Signal(width, name=f"{name}_mag")
+    doubled = Signal(signed(vw + 1), name=f"{name}_x")
+    mag = Signal(vw, name=f"{name}_mag")
+    low_zero = Signal(name=f"{name}_lz")
     overflow = Signal(name=f"{name}_ovf")
     window = Signal(signed(bits + 2), name=f"{name}_win")
+    rounded = Signal(signed(bits + 2), name=f"{name}_rnd")
     out = Signal(signed(bits), name=name)
+    sign = value[-1]
     lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    carry = Signal(name=f"{name}_c")
     m.d.comb += [
-        x.eq((value << 1) - value[-1]),
-        mag.eq(x ^ x[-1].replicate(width)),
-        overflow.eq(Cat(mag[j] & (shift <= j - bits - 1) for j in range(bits + 1, width)).any()),
-        window.eq((x >> shift)[:bits + 2]),
-        out.eq(Mux(overflow, Mux(x[-1], lo, hi), saturate((window + 1) >> 1, bits))),
+        doubled.eq(Cat(Const(0, 1), value)),
+        mag.eq(value ^ sign.replicate(vw)),
+        # Bit j of 2 value is shifted out when shift > j.
+        low_zero.eq(~Cat(doubled[j] & (shift > j) for j in range(1, vw + 1)).any()),
+        carry.eq(~sign | ~low_zero),
+    ]
+    stage = [
+        # Bit j of m is bit j + 1 of 2 m, at or above 2**bits after the shift
+        # when shift <= j + 1 - bits.
+        overflow.eq(Cat(mag[j] & (shift <= j + 1 - bits)
+                        for j in range(max(0, bits - 1), vw)).any()),
+        window.eq((doubled >> shift)[:bits + 2]),
+    ]
+    if en is None:
+        m.d.comb += stage
+        negative, round_up = sign, carry
+    else:
+        negative = Signal(name=f"{name}_neg")
+        round_up = Signal(name=f"{name}_up")
+        with m.If(en):
+            m.d.sync += [*stage, negative.eq(sign), round_up.eq(carry)]
+    m.d.comb += [
+        rounded.eq((window + round_up) >> 1),
+        out.eq(Mux(overflow, Mux(negative, lo, hi), saturate(rounded, bits))),
     ]
     return out
 

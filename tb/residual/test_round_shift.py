@@ -72,3 +72,51 @@ def test_round_saturate_matches_golden():
         for s in range(14):
             want = golden_saturate(golden_round_shift(values, s), bits)
             assert [got[bits][int(v), s] for v in values] == list(want), f"bits {bits} shift {s}"
+
+
+def test_round_saturate_wide_matches_golden():
+    """A 40-bit value (as GELU's and LayerNorm's products are wide) into 8 bits, every
+    shift up to 63, on random values and on each side of every power of two, where
+    the overflow test and the rounding carry change; combinational and in two
+    stages (``en``), whose result comes one clock later."""
+    from amaranth.hdl import Module, Signal, signed, unsigned
+    from amaranth.sim import Simulator
+
+    from intformer.hw.vector import round_saturate
+    from intformer.sw.golden import round_shift as golden_round_shift
+    from intformer.sw.golden import saturate as golden_saturate
+
+    width, bits = 40, 8
+    value = Signal(signed(width))
+    shift = Signal(unsigned(6))
+    out = Signal(signed(bits))
+    staged = Signal(signed(bits))
+    m = Module()
+    m.d.comb += [out.eq(round_saturate(m, value, shift, bits)),
+                 staged.eq(round_saturate(m, value, shift, bits, name="rs2", en=1))]
+    rng = np.random.default_rng(13)
+    edges = [sign * ((1 << k) + d) for k in range(width - 1) for d in (-2, -1, 0, 1)
+             for sign in (1, -1)]
+    values = np.array(sorted({*edges, -(1 << (width - 1)), (1 << (width - 1)) - 1,
+                              *rng.integers(-(1 << (width - 1)), 1 << (width - 1), 200)}),
+                      dtype=np.int64)
+    values = values[(values >= -(1 << (width - 1))) & (values < (1 << (width - 1)))]
+    got, got_staged = {}, {}
+
+    async def bench(ctx):
+        for s in range(64):
+            ctx.set(shift, s)
+            for v in values:
+                ctx.set(value, int(v))
+                got[int(v), s] = ctx.get(out)
+                await ctx.tick()
+                got_staged[int(v), s] = ctx.get(staged)
+
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    for s in range(64):
+        want = list(golden_saturate(golden_round_shift(values, s), bits))
+        assert [got[int(v), s] for v in values] == want, f"shift {s}"
+        assert [got_staged[int(v), s] for v in values] == want, f"shift {s}, two stages"
