@@ -108,17 +108,29 @@ def round_saturate(m: Module, value: Value, shift: Value, bits: int, *,
     sign = value[-1]
     lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     carry = Signal(name=f"{name}_c")
+    shape = Value.cast(shift).shape()
+    top = (1 << (shape.width - shape.signed)) - 1
+    bottom = -(1 << (shape.width - 1)) if shape.signed else 0
+
+    # Comparisons of the shift with constants it cannot reach are constants (no cells,
+    # and no constant comparison for lint to flag).
+    def above(j):
+        return shift > j if j < top else Const(0, 1)
+
+    def at_most(j):
+        return Const(0, 1) if j < bottom else shift <= j if j < top else Const(1, 1)
+
     m.d.comb += [
         doubled.eq(Cat(Const(0, 1), value)),
         mag.eq(value ^ sign.replicate(vw)),
         # Bit j of 2 value is shifted out when shift > j.
-        low_zero.eq(~Cat(doubled[j] & (shift > j) for j in range(1, vw + 1)).any()),
+        low_zero.eq(~Cat(doubled[j] & above(j) for j in range(1, vw + 1)).any()),
         carry.eq(~sign | ~low_zero),
     ]
     stage = [
         # Bit j of m is bit j + 1 of 2 m, at or above 2**bits after the shift
         # when shift <= j + 1 - bits.
-        overflow.eq(Cat(mag[j] & (shift <= j + 1 - bits)
+        overflow.eq(Cat(mag[j] & at_most(j + 1 - bits)
                         for j in range(max(0, bits - 1), vw)).any()),
         window.eq((doubled >> shift)[:bits + 2]),
     ]
