@@ -262,7 +262,7 @@ def _build_xilinx(mod, out: Path, yosys: str, progress: _Progress) -> dict:
     capacity = XILINX_CAPACITY[b.device]
     over = [(k, res[k], capacity[k]) for k in capacity if (res[k] or 0) > capacity[k]]
     report.update({
-        "fits": not over, "timing_met": None, "fmax_mhz": None, "target_mhz": b.clock_hz / 1e6,
+        "fits": not over, "timing_met": None, "fmax_mhz": None,
         "capacity": capacity, "vivado_project": str(out / "build.tcl"),
         "bitstream": None, "ok": not over,
     })
